@@ -1,0 +1,259 @@
+"""Provides applying a crew's answer in Chatwoot, exactly once per action.
+
+An answer is expanded into deterministic steps (a hand-off becomes: message, status,
+assignment, ownership). Each step's row is committed *before* its Chatwoot call, so after
+a crash or a dropped connection we can tell "maybe sent" from "never sent", and look for
+evidence (the echo webhook, or the message list) before posting again.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from sidecar import ownership
+from sidecar.backoff import retry_delay
+from sidecar.chatwoot import ChatwootError
+from sidecar.context import Services
+from sidecar.logs import get_logger, log_event
+from sidecar.normalize import content_hash
+from state import ActionRecord, Job, Tx
+
+# With an agent-bot token we cannot list messages, so the echo webhook is the evidence
+# that a message whose create call dropped was stored; we wait this long for it.
+ECHO_GRACE_SECONDS = 10.0
+
+log = get_logger()
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    op: str
+    """``message``, ``status``, ``assign``, ``labels`` or ``owner``."""
+    args: dict[str, Any] = field(default_factory=dict)
+    changes_ownership: bool = False
+
+
+def expand(actions: tuple[dict[str, Any], ...]) -> list[Step]:
+    steps: list[Step] = []
+    for action in actions:
+        kind = action.get("type")
+        if kind in ("reply", "note"):
+            content = str(action.get("content") or "")
+            if content.strip():
+                steps.append(Step("message", {"content": content, "private": kind == "note"}))
+        elif kind == "handoff":
+            reason = str(action.get("reason") or "handed off by the crew")
+            # Owner first, so the echoed status change is not mistaken for a human's.
+            steps.append(Step("owner", {"owner": ownership.HUMAN, "reason": f"handed off: {reason}"}, True))
+            if isinstance(action.get("message"), str) and action["message"].strip():
+                steps.append(Step("message", {"content": action["message"], "private": False}, True))
+            steps.append(Step("status", {"status": "open"}, True))
+            team, assignee = action.get("team_id"), action.get("assignee_id")
+            if isinstance(team, int) or isinstance(assignee, int):
+                steps.append(Step("assign", {"team_id": team if isinstance(team, int) else None,
+                                             "assignee_id": assignee if isinstance(assignee, int) else None}, True))
+        elif kind == "labels":
+            add = [x for x in action.get("add") or [] if isinstance(x, str)]
+            if add:
+                steps.append(Step("labels", {"add": add}))
+        elif kind == "resolve":
+            steps.append(Step("status", {"status": "resolved"}, True))
+    return steps
+
+
+def failure_actions(reason: str, *, note: bool, handoff: bool) -> tuple[dict[str, Any], ...]:
+    """The failure policy: tell the agents why (private note) and hand over to a human."""
+    actions: list[dict[str, Any]] = []
+    if note:
+        actions.append({"type": "note", "content": f"The assistant could not answer this conversation: {reason}. "
+                                                   "A human agent should take over."})
+    if handoff:
+        actions.append({"type": "handoff", "reason": f"crew failure: {reason}"})
+    return tuple(actions)
+
+
+def _gate(tx: Tx, job: Job, idx: int, now: float) -> tuple[str, str] | None:
+    """Why this answer must not be posted any more (None: go ahead)."""
+    conv = tx.get_conversation(job.account_id, job.conversation_id)
+    if conv is None:
+        return "cancelled", "conversation unknown"
+    owns, why = ownership.bot_owns(conv)
+    if not owns:
+        return "cancelled", f"not posted: {why}"
+    if conv.status == "resolved":
+        return "cancelled", "not posted: conversation resolved while the crew was working"
+    if idx == 0 and tx.get_action(job.id, 0) is None:
+        newer = tx.newer_open_job(job.account_id, job.conversation_id, job.id)
+        if newer is not None:
+            tx.fold_into(job, newer, now)
+            return "superseded", f"overtaken by a newer customer message (job {newer.id})"
+    return None
+
+
+class ActionApplier:
+    def __init__(self, services: Services) -> None:
+        self.svc = services
+
+    async def apply(self, job: Job) -> None:
+        """Applies the job's stored actions, then finishes it (done, dead or cancelled)."""
+        svc = self.svc
+        failed = job.outcome == "failed"
+        steps = expand(job.actions or ())
+        first_self_change = next((i for i, s in enumerate(steps) if s.changes_ownership), len(steps))
+        for idx, step in enumerate(steps):
+            now = time.time()
+            if not failed and idx <= first_self_change:
+                verdict = await svc.writer.transact(_gate, job, idx, now)
+                if verdict is not None:
+                    await self._finish(job, verdict[0], verdict[1])
+                    return
+            record = await svc.writer.transact(lambda tx, i=idx: tx.get_action(job.id, i))
+            if record is not None and record.state == "done":
+                continue
+            try:
+                if not await self._run_step(job, idx, step, record):
+                    return  # parked until the evidence question can be answered
+            except ChatwootError as exc:
+                await self._chatwoot_failed(job, exc)
+                return
+        if failed:
+            await self._finish(job, "dead", job.last_error or "crew failed")
+        else:
+            await self._finish(job, "done", "answered")
+
+    async def _run_step(self, job: Job, idx: int, step: Step, record: ActionRecord | None) -> bool:
+        svc = self.svc
+        acct, conv = job.account_id, job.conversation_id
+        if step.op == "message":
+            content, private = step.args["content"], step.args["private"]
+            digest = content_hash(content)
+            if record is not None:
+                verdict = await self._already_posted(job, record, content, private)
+                if verdict is None:
+                    await self._park(job, record.started_at + ECHO_GRACE_SECONDS,
+                                     "waiting for Chatwoot's echo of a message whose create call dropped")
+                    return False
+                if verdict is not False:
+                    found_id = verdict if type(verdict) is int else None
+                    await svc.writer.transact(_record_message, job, idx, found_id, content, private, digest)
+                    return True
+            await svc.writer.transact(lambda tx: tx.begin_action(job.id, idx, "message", acct, conv, digest, time.time()))
+            answer = await svc.chatwoot.create_message(acct, conv, content, private=private)
+            self._learn_identity(answer)
+            message_id = answer.get("id") if isinstance(answer.get("id"), int) else None
+            await svc.writer.transact(_record_message, job, idx, message_id, content, private, digest)
+            log_event(log, "chatwoot.message_posted", conversation=f"{acct}/{conv}", job=job.id,
+                      private=private, message_id=message_id, chars=len(content))
+            return True
+        await svc.writer.transact(lambda tx: tx.begin_action(job.id, idx, step.op, acct, conv, "", time.time()))
+        if step.op == "owner":
+            await svc.writer.transact(
+                lambda tx: tx.set_owner(acct, conv, step.args["owner"], step.args["reason"], time.time())
+            )
+        elif step.op == "status":
+            await svc.chatwoot.toggle_status(acct, conv, step.args["status"])
+            log_event(log, "chatwoot.status_changed", conversation=f"{acct}/{conv}", job=job.id,
+                      status=step.args["status"])
+        elif step.op == "assign":
+            await svc.chatwoot.assign(acct, conv, assignee_id=step.args["assignee_id"], team_id=step.args["team_id"])
+        elif step.op == "labels":
+            current = await svc.chatwoot.get_labels(acct, conv)
+            if current is None:
+                stored = await svc.writer.transact(lambda tx: tx.get_conversation(acct, conv))
+                current = list(stored.labels) if stored else []
+            union = list(dict.fromkeys([*current, *step.args["add"]]))
+            await svc.chatwoot.set_labels(acct, conv, union)
+            await svc.writer.transact(lambda tx: tx.upsert_conversation(acct, conv, time.time(), labels=union))
+        await svc.writer.transact(
+            lambda tx: tx.finish_action(job.id, idx, chatwoot_message_id=None, detail=str(step.args)[:300],
+                                        now=time.time())
+        )
+        return True
+
+    async def _already_posted(self, job: Job, record: ActionRecord, content: str, private: bool) -> int | bool | None:
+        """After an interrupted create: the message id if it was stored, False if it certainly
+        was not, None if we cannot tell yet."""
+        svc = self.svc
+        since = record.started_at - 5
+        seen = await svc.writer.transact(
+            lambda tx: tx.own_message_seen(job.account_id, job.conversation_id, record.content_hash, since)
+        )
+        if seen is not None:
+            return seen
+        try:
+            listed = await svc.chatwoot.list_messages(job.account_id, job.conversation_id)
+        except ChatwootError:
+            listed = None if time.time() < record.started_at + ECHO_GRACE_SECONDS else []
+            if listed is None:
+                return None
+        if listed is not None:
+            for message in listed:
+                if (isinstance(message, dict) and (message.get("content") or "").strip() == content.strip()
+                        and bool(message.get("private")) == private and message.get("message_type") in (1, "outgoing")
+                        and _epoch(message.get("created_at")) >= since - 60):
+                    return message["id"] if isinstance(message.get("id"), int) else True
+            return False
+        if time.time() < record.started_at + ECHO_GRACE_SECONDS:
+            return None
+        return False
+
+    def _learn_identity(self, answer: dict[str, Any]) -> None:
+        sender = answer.get("sender")
+        if isinstance(sender, dict) and sender.get("type") == "user" and isinstance(sender.get("id"), int):
+            if sender["id"] not in self.svc.self_user_ids:
+                self.svc.self_user_ids.add(sender["id"])
+
+    async def _park(self, job: Job, until: float, why: str) -> None:
+        await self.svc.writer.transact(
+            lambda tx: tx.schedule_retry(job.id, self.svc.worker_id, until, why, time.time())
+        )
+
+    async def _chatwoot_failed(self, job: Job, exc: ChatwootError) -> None:
+        svc = self.svc
+        config = svc.config.current
+        count = await svc.writer.transact(lambda tx: tx.count_apply_attempt(job.id, svc.worker_id, time.time()))
+        if count is None:
+            return
+        log_event(log, "chatwoot.call_failed", level=30, job=job.id,
+                  conversation=f"{job.account_id}/{job.conversation_id}", error=str(exc), attempt=count)
+        if not exc.retryable or count >= config.processing.max_attempts:
+            await self._finish(job, "dead", f"Chatwoot kept failing: {exc}")
+            return
+        delay = retry_delay(count, base=config.processing.retry_base_seconds,
+                            maximum=config.processing.retry_max_seconds, retry_after=exc.retry_after)
+        await self._park(job, time.time() + delay, str(exc))
+
+    async def _finish(self, job: Job, state: str, reason: str) -> None:
+        svc = self.svc
+        outcome = {"done": "answered", "dead": "dead_letter"}.get(state, state)
+        ok = await svc.writer.transact(
+            lambda tx: tx.finish_job(job.id, svc.worker_id, state, outcome, "" if state == "done" else reason,
+                                     time.time())
+        )
+        if ok:
+            if state == "dead":
+                svc.metrics.inc("connector_dead_letters_total")
+            log_event(log, f"job.{state}", job=job.id, conversation=f"{job.account_id}/{job.conversation_id}",
+                      crew=job.crew, reason=None if state == "done" else reason)
+        svc.wake.set()
+
+
+def _record_message(tx: Tx, job: Job, idx: int, message_id: int | None, content: str, private: bool, digest: str) -> None:
+    now = time.time()
+    tx.finish_action(job.id, idx, chatwoot_message_id=message_id, detail="posted", now=now)
+    role = "note" if private else "bot"
+    tx.insert_message(
+        account_id=job.account_id, conversation_id=job.conversation_id, message_id=message_id, role=role,
+        sender_type="connector", sender_id=None, content=content, content_type="text", attachments=[],
+        private=private, content_hash=digest, created_at=now, job_id=job.id,
+    )
+    tx.upsert_conversation(job.account_id, job.conversation_id, now, last_message_at=now,
+                           last_message_preview=content[:200], last_message_role=role)
+
+
+def _epoch(value: Any) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return 0.0

@@ -1,0 +1,173 @@
+"""Provides create_app(config): the Sanic app factory. Nothing happens at import time."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from sanic import Request, Sanic
+from sanic.exceptions import SanicException
+from sanic.response import HTTPResponse, json
+
+from sidecar.chatwoot import ChatwootClient
+from sidecar.config import Config, secret_values
+from sidecar.context import BreakerBoard, ConfigHolder, Services
+from sidecar.crew.registry import CrewRegistry
+from sidecar.logs import REDACTOR, get_logger, log_event, setup_logging
+from sidecar.metrics import Metrics
+from sidecar.routes import api
+from sidecar.webhook_intake import WebhookIntake
+from sidecar.worker import QueueWorker
+from sidecar.writer import StateWriter
+from state import StorageUnavailable, open_store
+
+log = get_logger()
+_METRICS_FLUSH_SECONDS = 1.0
+
+
+@dataclass
+class SidecarContext:
+    """Everything the handlers need, built by the listeners (typed app.ctx)."""
+
+    config: ConfigHolder
+    config_path: str | None = None
+    services: Services | None = None
+    intake: WebhookIntake | None = None
+    worker: QueueWorker | None = None
+    background: list[asyncio.Task[Any]] = field(default_factory=list)
+    started_at: float = field(default_factory=time.time)
+
+
+def create_app(config: Config, *, config_path: str | None = None, name: str = "chatwoot_sidecar",
+               log_to_stderr: bool = True) -> Sanic:
+    """Builds the sidecar app for ``config`` (the file at ``config_path`` is watched for edits)."""
+    app: Sanic = Sanic(name, ctx=SidecarContext(config=ConfigHolder(config), config_path=config_path))
+    _apply_server_limits(app, config)
+    app.config.ACCESS_LOG = False
+    app.config.FALLBACK_ERROR_FORMAT = "json"
+    app.config.GRACEFUL_SHUTDOWN_TIMEOUT = 15.0
+    app.config.NOISY_EXCEPTIONS = False
+    app.blueprint(api)
+    app.error_handler.add(SanicException, _json_error)
+    app.error_handler.add(Exception, _json_error)
+
+    setup_logging(config.logging.dir, level=config.logging.level, as_json=config.logging.json,
+                  max_bytes=config.logging.max_bytes, backup_count=config.logging.backup_count,
+                  secrets=secret_values(config), to_stderr=log_to_stderr)
+    app.ctx.config.on_change(lambda old, new: REDACTOR.set_secrets(secret_values(new)))
+
+    @app.before_server_start
+    async def open_resources(app: Sanic) -> None:
+        await _open(app)
+
+    @app.after_server_start
+    async def start_background(app: Sanic) -> None:
+        ctx: SidecarContext = app.ctx
+        assert ctx.services is not None
+        if ctx.config.current.processing.workers_enabled:
+            ctx.worker = QueueWorker(ctx.services)
+            ctx.background.append(asyncio.create_task(ctx.worker.run(), name="queue-worker"))
+        ctx.background.append(asyncio.create_task(_flush_metrics_forever(ctx.services), name="metrics"))
+        cfg = ctx.config.current
+        log_event(log, "sidecar.ready", host=cfg.server.host, port=cfg.server.port, pid=_pid())
+
+    @app.before_server_stop
+    async def stop_background(app: Sanic) -> None:
+        ctx: SidecarContext = app.ctx
+        if ctx.worker is not None:
+            await ctx.worker.stop(grace_seconds=app.config.GRACEFUL_SHUTDOWN_TIMEOUT - 2)
+        for task in ctx.background:
+            task.cancel()
+        for task in ctx.background:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if ctx.services is not None:
+            with contextlib.suppress(StorageUnavailable):
+                await _flush_metrics(ctx.services)
+
+    @app.after_server_stop
+    async def close_resources(app: Sanic) -> None:
+        ctx: SidecarContext = app.ctx
+        if ctx.services is not None:
+            await ctx.services.session.close()
+            ctx.services.writer.close()
+        log_event(log, "sidecar.stopped")
+
+    return app
+
+
+def _apply_server_limits(app: Sanic, config: Config) -> None:
+    # Sanic's defaults (100 MB bodies, 60 s timeouts) invite slow-body and memory abuse.
+    app.config.REQUEST_MAX_SIZE = config.server.max_body_bytes
+    app.config.REQUEST_TIMEOUT = config.server.request_timeout_seconds
+    app.config.RESPONSE_TIMEOUT = max(30.0, config.server.request_timeout_seconds)
+    app.config.KEEP_ALIVE_TIMEOUT = 5
+
+
+async def _open(app: Sanic) -> None:
+    ctx: SidecarContext = app.ctx
+    config = ctx.config.current
+    store = open_store(config.state.path, migrate=True)
+    writer = StateWriter(store)
+    metrics = Metrics()
+    metrics.load(await writer.call(store.load_metrics))
+    # One session for every outbound call; redirects are never followed (see callers).
+    session = aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=60, sock_connect=5),
+        connector=aiohttp.TCPConnector(limit=64, limit_per_host=16),
+    )
+    services = Services(
+        config=ctx.config, writer=writer, session=session,
+        chatwoot=ChatwootClient(session, ctx.config, metrics), crews=CrewRegistry(session),
+        metrics=metrics, breakers=BreakerBoard(ctx.config),
+    )
+    known = await writer.call(store.get_kv, "chatwoot.self_user_ids")
+    if isinstance(known, list):
+        services.self_user_ids.update(x for x in known if isinstance(x, int))
+    services.crews.refresh(config)
+    ctx.services = services
+    ctx.intake = WebhookIntake(services)
+
+
+async def _flush_metrics(svc: Services) -> None:
+    rows = svc.metrics.dirty_rows()
+    stats = await svc.writer.call(svc.writer.store.queue_stats)
+    svc.metrics.set_gauge("connector_queue_depth", stats.depth)
+    svc.metrics.set_gauge("connector_dead_letters", stats.dead)
+    if rows:
+        await svc.writer.call(svc.writer.store.save_metrics, rows)
+    ids = sorted(svc.self_user_ids)
+    if ids:
+        await svc.writer.call(svc.writer.store.put_kv, "chatwoot.self_user_ids", ids)
+
+
+async def _flush_metrics_forever(svc: Services) -> None:
+    while True:
+        await asyncio.sleep(_METRICS_FLUSH_SECONDS)
+        try:
+            await _flush_metrics(svc)
+        except StorageUnavailable as exc:
+            log_event(log, "metrics.flush_failed", level=30, error=str(exc))
+
+
+async def _json_error(request: Request, exception: Exception) -> HTTPResponse:
+    """Every error answers JSON with a clear reason; never a traceback."""
+    status = getattr(exception, "status_code", 500) if isinstance(exception, SanicException) else 500
+    if status >= 500:
+        log.error("unhandled error on %s %s: %s", request.method, request.path, type(exception).__name__)
+        message = "internal error"
+    else:
+        message = str(exception) or type(exception).__name__
+    if status == 413:
+        message = "request body too large"
+    return json({"status": "rejected", "error": message}, status=status)
+
+
+def _pid() -> int:
+    import os
+
+    return os.getpid()

@@ -1,0 +1,148 @@
+"""Provides the Chatwoot REST client (CONTRACT §6): one aiohttp session, explicit timeouts.
+
+The client makes one HTTP call per method and reports failures as ChatwootError; the
+queue worker owns the retry schedule (processing backoff), so a retry never re-runs the
+crew and never re-posts a message whose creation is still in doubt.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from sidecar.backoff import parse_retry_after
+from sidecar.config import Config
+from sidecar.metrics import Metrics
+
+
+@dataclass
+class ChatwootError(Exception):
+    operation: str
+    reason: str
+    retryable: bool
+    status_code: int | None = None
+    retry_after: float | None = None
+    ambiguous: bool = False
+    """The request may have reached Chatwoot (the connection dropped after sending)."""
+
+    def __str__(self) -> str:
+        return f"chatwoot {self.operation}: {self.reason}"
+
+
+class ChatwootClient:
+    def __init__(self, session: aiohttp.ClientSession, config: Callable[[], Config], metrics: Metrics) -> None:
+        self.session = session
+        self._config = config
+        self.metrics = metrics
+
+    def _url(self, account_id: int, conversation_id: int, suffix: str) -> str:
+        base = self._config().chatwoot.api_base
+        path = f"/api/v1/accounts/{account_id}/conversations/{conversation_id}"
+        return f"{base}{path}{'/' + suffix if suffix else ''}"
+
+    async def _call(
+        self, operation: str, method: str, url: str, body: dict[str, Any] | None = None
+    ) -> Any:
+        config = self._config()
+        headers = {"api_access_token": config.chatwoot.api_access_token, "Accept": "application/json"}
+        timeout = aiohttp.ClientTimeout(total=config.chatwoot.timeout_seconds,
+                                        sock_connect=min(5.0, config.chatwoot.timeout_seconds))
+        started = time.monotonic()
+        outcome = "error"
+        try:
+            async with self.session.request(
+                method, url, json=body, headers=headers, timeout=timeout, allow_redirects=False
+            ) as resp:
+                text = await resp.text()
+                if 200 <= resp.status < 300:
+                    outcome = "ok"
+                    return _json_or_none(text)
+                outcome = f"http_{resp.status}"
+                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                retryable = resp.status >= 500 or resp.status == 429
+                raise ChatwootError(operation, f"HTTP {resp.status}", retryable, resp.status, retry_after)
+        except TimeoutError as exc:
+            outcome = "timeout"
+            raise ChatwootError(operation, "timed out", True, ambiguous=True) from exc
+        except aiohttp.ClientConnectorError as exc:
+            # Never connected: the request certainly did not reach Chatwoot.
+            outcome = "unreachable"
+            raise ChatwootError(operation, f"unreachable ({type(exc).__name__})", True) from exc
+        except aiohttp.ClientError as exc:
+            outcome = "disconnected"
+            raise ChatwootError(operation, f"connection lost ({type(exc).__name__})", True, ambiguous=True) from exc
+        finally:
+            self.metrics.inc("connector_chatwoot_requests_total", operation=operation, outcome=outcome)
+            self.metrics.observe("connector_chatwoot_request_duration_seconds", time.monotonic() - started,
+                                 operation=operation)
+
+    async def create_message(self, account_id: int, conversation_id: int, content: str, *, private: bool) -> dict[str, Any]:
+        # Never a source_id: Chatwoot would treat the message as already delivered.
+        body = {"content": content, "message_type": "outgoing", "private": private}
+        answer = await self._call("note" if private else "reply", "POST",
+                                  self._url(account_id, conversation_id, "messages"), body)
+        return answer if isinstance(answer, dict) else {}
+
+    async def list_messages(self, account_id: int, conversation_id: int) -> list[dict[str, Any]] | None:
+        """Recent messages, or None when the token may not list them (agent-bot tokens)."""
+        try:
+            answer = await self._call("list_messages", "GET", self._url(account_id, conversation_id, "messages"))
+        except ChatwootError as exc:
+            if exc.status_code in (401, 403):
+                return None
+            raise
+        payload = answer.get("payload") if isinstance(answer, dict) else None
+        return payload if isinstance(payload, list) else []
+
+    async def toggle_status(self, account_id: int, conversation_id: int, status: str) -> None:
+        await self._call(f"status_{status}", "POST", self._url(account_id, conversation_id, "toggle_status"),
+                         {"status": status})
+
+    async def assign(self, account_id: int, conversation_id: int, *, assignee_id: int | None = None,
+                     team_id: int | None = None) -> None:
+        body: dict[str, Any] = {}
+        if assignee_id is not None:
+            body["assignee_id"] = assignee_id
+        if team_id is not None:
+            body["team_id"] = team_id
+        await self._call("assign", "POST", self._url(account_id, conversation_id, "assignments"), body)
+
+    async def get_labels(self, account_id: int, conversation_id: int) -> list[str] | None:
+        answer = await self._call("labels_get", "GET", self._url(account_id, conversation_id, "labels"))
+        payload = answer.get("payload") if isinstance(answer, dict) else None
+        return [x for x in payload if isinstance(x, str)] if isinstance(payload, list) else None
+
+    async def set_labels(self, account_id: int, conversation_id: int, labels: list[str]) -> None:
+        # POST replaces the whole list: callers send the union.
+        await self._call("labels", "POST", self._url(account_id, conversation_id, "labels"), {"labels": labels})
+
+    async def typing(self, account_id: int, conversation_id: int, on: bool) -> None:
+        await self._call("typing", "POST", self._url(account_id, conversation_id, "toggle_typing_status"),
+                         {"typing_status": "on" if on else "off"})
+
+    async def probe(self) -> tuple[bool, str]:
+        """Reachability of Chatwoot's base URL (any HTTP answer below 500 means up)."""
+        config = self._config()
+        if not config.chatwoot.api_base:
+            return False, "not configured"
+        try:
+            async with self.session.get(config.chatwoot.api_base + "/", timeout=aiohttp.ClientTimeout(total=5),
+                                        allow_redirects=False) as resp:
+                return resp.status < 500, f"HTTP {resp.status}"
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return False, f"unreachable ({type(exc).__name__})"
+
+
+def _json_or_none(text: str) -> Any:
+    import json
+
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None

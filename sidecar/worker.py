@@ -1,0 +1,322 @@
+"""Provides the queue worker: claims due jobs, asks the crew, applies the answer.
+
+One asyncio task in the sidecar's loop; a job is leased while it is handled (a heartbeat
+extends the lease), so after ``kill -9`` another start picks it up once the lease expires
+and sends the crew the same request (same Idempotency-Key, same body).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+from sidecar import ownership
+from sidecar.actions import ActionApplier, failure_actions
+from sidecar.backoff import retry_delay
+from sidecar.chatwoot import ChatwootError
+from sidecar.context import Services
+from sidecar.crew.base import Accepted, Answered, CrewError, CrewRequest
+from sidecar.crew.envelope import build_envelope, burst_text
+from sidecar.logs import get_logger, log_event
+from sidecar.routing import Decision, RoutingInput, decide
+from state import Job, StorageUnavailable, Tx
+
+log = get_logger()
+_MAX_IDLE_SECONDS = 1.0
+
+
+class QueueWorker:
+    def __init__(self, services: Services) -> None:
+        self.svc = services
+        self.applier = ActionApplier(services)
+        self._running: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
+
+    # -- loop ------------------------------------------------------------------------
+    async def run(self) -> None:
+        svc = self.svc
+        while not self._stopping.is_set():
+            config = svc.config.current
+            free = max(0, config.processing.concurrency - len(self._running))
+            jobs: list[Job] = []
+            if free:
+                try:
+                    jobs = await svc.writer.transact(
+                        Tx.claim_jobs, svc.worker_id, time.time(), config.processing.lease_seconds, free
+                    )
+                except StorageUnavailable as exc:
+                    log_event(log, "queue.storage_unavailable", level=40, error=str(exc))
+            for job in jobs:
+                task = asyncio.create_task(self._process(job), name=f"job-{job.id}")
+                self._running.add(task)
+                task.add_done_callback(self._done)
+            if jobs and len(jobs) == free:
+                continue  # there may be more ready work
+            await self._idle(await self._seconds_to_next_due())
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self.svc.wake.set()
+
+    async def _seconds_to_next_due(self) -> float:
+        def next_due(store: Any) -> float | None:
+            row = store.conn.execute(
+                "SELECT min(run_at) FROM jobs WHERE state IN ('pending','waiting')"
+            ).fetchone()
+            return row[0] if row else None
+
+        try:
+            due = await self.svc.writer.read(next_due)
+        except Exception:  # noqa: BLE001 - storage trouble: just poll again soon
+            return _MAX_IDLE_SECONDS
+        if due is None:
+            return _MAX_IDLE_SECONDS
+        return min(_MAX_IDLE_SECONDS, max(0.0, due - time.time()))
+
+    async def _idle(self, seconds: float) -> None:
+        wake = self.svc.wake
+        if seconds > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), timeout=seconds)
+        wake.clear()
+
+    async def stop(self, grace_seconds: float) -> None:
+        """Stops claiming, lets handled jobs finish (up to ``grace_seconds``), releases the rest."""
+        self._stopping.set()
+        self.svc.wake.set()
+        if self._running:
+            _, pending = await asyncio.wait(set(self._running), timeout=grace_seconds)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=2)
+        with contextlib.suppress(StorageUnavailable):
+            released = await self.svc.writer.transact(Tx.release_leases, self.svc.worker_id, time.time())
+            if released:
+                log_event(log, "queue.leases_released", jobs=released)
+
+    # -- one job -----------------------------------------------------------------------
+    async def _process(self, job: Job) -> None:
+        heartbeat = asyncio.create_task(self._heartbeat(job))
+        try:
+            if job.actions is None:
+                answered = await self._crew_step(job)
+                if answered is None:
+                    return
+                job = answered
+            await self.applier.apply(job)
+        except StorageUnavailable as exc:
+            # The lease will expire and the job will be picked up again.
+            log_event(log, "job.storage_unavailable", level=40, job=job.id, error=str(exc))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a bug must not kill the worker loop
+            log.exception("job %s failed unexpectedly", job.id)
+            await self._retry_or_fail(job, f"internal error: {type(exc).__name__}", retry_after=None,
+                                      attempt=max(1, job.attempts))
+        finally:
+            heartbeat.cancel()
+
+    async def _heartbeat(self, job: Job) -> None:
+        svc = self.svc
+        while True:
+            lease = svc.config.current.processing.lease_seconds
+            await asyncio.sleep(lease / 3)
+            with contextlib.suppress(StorageUnavailable):
+                held = await svc.writer.transact(Tx.extend_lease, job.id, svc.worker_id, time.time() + lease)
+                if not held:
+                    return
+
+    async def _crew_step(self, job: Job) -> Job | None:
+        """Gets the crew's answer; returns the job with actions, or None if it was parked."""
+        svc = self.svc
+        config = svc.config.current
+        svc.crews.refresh(config)
+        conv = await svc.writer.transact(lambda tx: tx.get_conversation(job.account_id, job.conversation_id))
+        if conv is None:
+            await self._finish(job, "cancelled", "conversation unknown")
+            return None
+        if job.outcome != "failed":
+            owns, why = ownership.bot_owns(conv)
+            if not owns:
+                await self._finish(job, "cancelled", f"not sent to a crew: {why}")
+                return None
+
+        if job.crew is None:
+            job = await self._route(job, conv)
+            if job.actions is not None:
+                return job
+        assert job.crew is not None
+        backend = svc.crews.backend_for(job.crew)
+
+        if job.external_id is not None:
+            # The crew accepted this request earlier; its answer is late or must be polled.
+            if job.deadline_at is not None and time.time() >= job.deadline_at:
+                return await self._fail(job, "the crew did not answer before the deadline")
+            request = CrewRequest(job.request_id, job.crew, job.envelope or {}, job.attempts, job.external_id)
+            try:
+                result = await backend.poll(request)
+            except CrewError as exc:
+                return await self._crew_failed(job, exc, job.attempts or 1)
+            return await self._crew_result(job, result, job.attempts or 1)
+
+        if job.envelope is None:
+            job = await self._build_envelope(job, conv)
+        breaker = svc.breakers.get(backend.breaker_key)
+        if not breaker.allow():
+            # Deferred without using up an attempt: the back-end is known to be down.
+            await svc.writer.transact(lambda tx: tx.schedule_retry(
+                job.id, svc.worker_id, breaker.retry_at(), "circuit breaker open", time.time()))
+            svc.metrics.inc("connector_crew_requests_total", crew=job.crew, outcome="deferred_breaker_open")
+            return None
+        attempt = await svc.writer.transact(Tx.start_attempt, job.id, svc.worker_id, time.time())
+        if attempt is None:
+            return None
+        request = CrewRequest(job.request_id, job.crew, job.envelope or {}, attempt)
+        await self._typing(job, True)
+        started_wall, started = time.time(), time.monotonic()
+        try:
+            result: Answered | Accepted = await backend.submit(request)
+        except CrewError as exc:
+            duration = time.monotonic() - started
+            breaker.record(not exc.counts_against_backend)
+            await self._record_attempt(job, attempt, backend.kind, started_wall, duration,
+                                       "retry" if exc.retryable else "failed", exc.status_code, str(exc))
+            return await self._crew_failed(job, exc, attempt)
+        finally:
+            await self._typing(job, False)
+        duration = time.monotonic() - started
+        breaker.record(True)
+        outcome = "answered" if isinstance(result, Answered) else "accepted"
+        await self._record_attempt(job, attempt, backend.kind, started_wall, duration, outcome,
+                                   result.status_code, "")
+        return await self._crew_result(job, result, attempt)
+
+    async def _route(self, job: Job, conv: Any) -> Job:
+        svc = self.svc
+        config = svc.config.current
+        burst = await svc.writer.transact(
+            lambda tx: tx.messages_by_ids(job.account_id, job.conversation_id, list(job.message_ids)))
+        text = burst_text(burst)
+        item = RoutingInput(channel=conv.channel, inbox_id=conv.inbox_id, text=text, labels=conv.labels)
+        history = await svc.writer.transact(lambda tx: tx.history(
+            job.account_id, job.conversation_id, config.context.max_messages, list(job.message_ids)))
+        engine_body = {
+            "request_id": job.request_id,
+            "message": text,
+            "conversation": {"account_id": conv.account_id, "conversation_id": conv.conversation_id,
+                             "inbox_id": conv.inbox_id, "status": conv.status, "labels": list(conv.labels)},
+            "contact": conv.contact,
+            "channel": conv.channel,
+            "context": [{"role": m.role, "content": m.content} for m in history],
+        }
+        decision: Decision = await decide(config, svc.session, item, engine_body=engine_body)
+        svc.metrics.inc("connector_routing_decisions_total", crew=decision.crew, source=decision.source)
+        svc.metrics.observe("connector_routing_duration_seconds", decision.duration)
+        backend = svc.crews.backend_for(decision.crew)
+        await svc.writer.transact(lambda tx: tx.set_route(
+            job.id, svc.worker_id, crew=decision.crew, backend=backend.kind, source=decision.source,
+            reason=decision.reason, confidence=decision.confidence, now=time.time()))
+        log_event(log, "routing.decided", job=job.id, conversation=f"{job.account_id}/{job.conversation_id}",
+                  crew=decision.crew, source=decision.source, reason=decision.reason)
+        if decision.handoff:
+            actions = ({"type": "handoff", "reason": decision.reason or "decision engine asked for a human"},)
+            await svc.writer.transact(lambda tx: tx.store_actions(job.id, svc.worker_id, actions, time.time()))
+        return await svc.writer.transact(lambda tx: tx.get_job(job.id))
+
+    async def _build_envelope(self, job: Job, conv: Any) -> Job:
+        svc = self.svc
+        config = svc.config.current
+        burst = await svc.writer.transact(
+            lambda tx: tx.messages_by_ids(job.account_id, job.conversation_id, list(job.message_ids)))
+        history = await svc.writer.transact(lambda tx: tx.history(
+            job.account_id, job.conversation_id, config.context.max_messages, list(job.message_ids)))
+        public = config.server.public_url.rstrip("/")
+        envelope = build_envelope(
+            job=job, conversation=conv, burst=burst, history=history, crew=job.crew or "",
+            route={"crew": job.crew, "source": job.route_source, "reason": job.route_reason,
+                   "confidence": job.route_confidence},
+            callback_url=f"{public}/webhook/mcp-crew" if public else "",
+        )
+        # Stored once: every retry sends exactly this body under the same Idempotency-Key.
+        await svc.writer.transact(lambda tx: tx.set_envelope(job.id, svc.worker_id, envelope, time.time()))
+        return await svc.writer.transact(lambda tx: tx.get_job(job.id))
+
+    async def _crew_result(self, job: Job, result: Answered | Accepted, attempt: int) -> Job | None:
+        svc = self.svc
+        config = svc.config.current
+        now = time.time()
+        if isinstance(result, Answered):
+            svc.metrics.inc("connector_crew_requests_total", crew=job.crew or "", outcome="answered")
+            await svc.writer.transact(lambda tx: tx.store_actions(job.id, svc.worker_id, result.actions, now))
+            return await svc.writer.transact(lambda tx: tx.get_job(job.id))
+        svc.metrics.inc("connector_crew_requests_total", crew=job.crew or "", outcome="accepted")
+        crew_cfg = config.crew(job.crew or "")
+        deadline = job.deadline_at or now + (crew_cfg.deadline_seconds if crew_cfg else
+                                             config.mcp_crew.callback_timeout_seconds)
+        run_at = now + result.poll_after if result.poll_after is not None else deadline
+        await svc.writer.transact(lambda tx: tx.set_waiting(
+            job.id, svc.worker_id, run_at=run_at, deadline_at=deadline, external_id=result.external_id, now=now))
+        log_event(log, "crew.accepted", job=job.id, crew=job.crew, attempt=attempt)
+        return None
+
+    async def _crew_failed(self, job: Job, exc: CrewError, attempt: int) -> Job | None:
+        self.svc.metrics.inc("connector_crew_requests_total", crew=job.crew or "",
+                             outcome="retry" if exc.retryable else "failed")
+        log_event(log, "crew.failed", level=30, job=job.id, conversation=f"{job.account_id}/{job.conversation_id}",
+                  crew=job.crew, attempt=attempt, error=str(exc), retryable=exc.retryable)
+        if not exc.retryable:
+            return await self._fail(job, str(exc))
+        return await self._retry_or_fail(job, str(exc), retry_after=exc.retry_after, attempt=attempt)
+
+    async def _retry_or_fail(self, job: Job, reason: str, *, retry_after: float | None, attempt: int) -> Job | None:
+        svc = self.svc
+        p = svc.config.current.processing
+        if attempt >= p.max_attempts:
+            return await self._fail(job, f"{reason} (after {attempt} attempts)")
+        delay = retry_delay(attempt, base=p.retry_base_seconds, maximum=p.retry_max_seconds, retry_after=retry_after)
+        await svc.writer.transact(lambda tx: tx.schedule_retry(job.id, svc.worker_id, time.time() + delay, reason,
+                                                               time.time()))
+        return None
+
+    async def _fail(self, job: Job, reason: str) -> Job | None:
+        """Final failure: dead letter, and (by default) a private note plus a hand-off."""
+        svc = self.svc
+        p = svc.config.current.processing
+        actions = failure_actions(reason, note=p.failure_note, handoff=p.failure_handoff)
+
+        def mark(tx: Tx) -> Job | None:
+            now = time.time()
+            if not tx.mark_failed(job.id, svc.worker_id, reason, now):
+                return None
+            tx.store_actions(job.id, svc.worker_id, actions, now)
+            return tx.get_job(job.id)
+
+        failed = await svc.writer.transact(mark)
+        log_event(log, "crew.gave_up", level=40, job=job.id, conversation=f"{job.account_id}/{job.conversation_id}",
+                  crew=job.crew, reason=reason)
+        return failed
+
+    async def _finish(self, job: Job, state: str, reason: str) -> None:
+        svc = self.svc
+        await svc.writer.transact(lambda tx: tx.finish_job(job.id, svc.worker_id, state, state, reason, time.time()))
+        log_event(log, f"job.{state}", job=job.id, conversation=f"{job.account_id}/{job.conversation_id}",
+                  reason=reason)
+
+    async def _record_attempt(self, job: Job, attempt: int, backend: str, started: float, duration: float,
+                              outcome: str, status: int | None, error: str) -> None:
+        svc = self.svc
+        svc.metrics.observe("connector_crew_request_duration_seconds", duration, crew=job.crew or "")
+        await svc.writer.transact(lambda tx: tx.record_attempt(
+            job_id=job.id, request_id=job.request_id, crew=job.crew or "", backend=backend, attempt=attempt,
+            started_at=started, duration=duration, outcome=outcome, status_code=status, error=error))
+
+    async def _typing(self, job: Job, on: bool) -> None:
+        """Best effort: a typing indicator must never fail or delay the answer."""
+        svc = self.svc
+        if not svc.config.current.chatwoot.typing_indicator:
+            return
+        with contextlib.suppress(ChatwootError):
+            await svc.chatwoot.typing(job.account_id, job.conversation_id, on)

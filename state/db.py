@@ -1,0 +1,109 @@
+"""Provides connection set-up for the connector's SQLite file (writer and readers)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+from urllib.parse import quote
+
+from sqlite_utils import Database
+
+from state.errors import DatabaseMissing, SchemaMismatch, StorageUnavailable
+from state.migrations import KNOWN_MIGRATIONS, MIGRATIONS
+
+SCHEMA_NAME = "connector"
+
+# Chatwoot does not resend account webhooks, so the ingest commit must survive an OS
+# crash, not only a process crash: WAL + synchronous=FULL (see docs/reliability.md).
+_WRITER_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=FULL",
+    "PRAGMA foreign_keys=ON",
+    # Keeps the WAL file from staying large after a burst once it has been checkpointed.
+    "PRAGMA journal_size_limit=16777216",
+)
+_BUSY_TIMEOUT_SECONDS = 5.0
+
+
+def connect_writer(path: str) -> sqlite3.Connection:
+    """Opens the single writer connection, creating the file and its folder if needed."""
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a read-then-write
+        # transaction never fails with SQLITE_BUSY on lock promotion.
+        conn = sqlite3.connect(
+            path, timeout=_BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
+        )
+        conn.row_factory = sqlite3.Row
+        for pragma in _WRITER_PRAGMAS:
+            conn.execute(pragma)
+    except (sqlite3.Error, OSError) as exc:
+        raise StorageUnavailable(f"cannot open database {path}: {exc}") from exc
+    return conn
+
+
+def connect_reader(path: str) -> sqlite3.Connection:
+    """Opens a read-only connection that can never take a write lock."""
+    if not os.path.exists(path):
+        raise DatabaseMissing(f"no database at {path}")
+    try:
+        conn = sqlite3.connect(
+            f"file:{quote(os.path.abspath(path))}?mode=ro",
+            uri=True,
+            timeout=_BUSY_TIMEOUT_SECONDS,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA query_only=1")
+        # A cheap read proves the file is a database and the WAL index is usable.
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise StorageUnavailable(f"cannot read database {path}: {exc}") from exc
+    return conn
+
+
+def apply_migrations(conn: sqlite3.Connection) -> None:
+    """Brings the schema up to date (the sidecar calls this once at start-up)."""
+    MIGRATIONS.apply(Database(conn))
+
+
+def check_schema(conn: sqlite3.Connection) -> None:
+    """Raises SchemaMismatch unless the database has exactly the migrations we know."""
+    try:
+        rows = conn.execute(
+            "SELECT name FROM _sqlite_migrations WHERE migration_set = ?", (SCHEMA_NAME,)
+        ).fetchall()
+    except sqlite3.OperationalError as exc:
+        raise SchemaMismatch(
+            "the database has no connector schema (was it created by the sidecar?)"
+        ) from exc
+    applied = {row[0] for row in rows}
+    missing = [name for name in KNOWN_MIGRATIONS if name not in applied]
+    unknown = sorted(applied - set(KNOWN_MIGRATIONS))
+    if unknown:
+        raise SchemaMismatch(
+            f"the database was written by a newer connector (unknown migrations: {', '.join(unknown)})"
+        )
+    if missing:
+        raise SchemaMismatch(
+            f"the database schema is older than this version (missing: {', '.join(missing)}); "
+            "start the sidecar once to upgrade it"
+        )
+
+
+def open_store(path: str, *, readonly: bool = False, migrate: bool = False):  # noqa: ANN201
+    """Opens the store at ``path``.
+
+    Args:
+        path: the SQLite file shared by the sidecar and the console.
+        readonly: open a connection that cannot write (the console).
+        migrate: apply pending migrations (only the sidecar, at start-up).
+
+    Returns:
+        A :class:`state.store.Store`.
+    """
+    from state.store import Store
+
+    return Store(path, readonly=readonly, migrate=migrate)

@@ -1,0 +1,202 @@
+"""Provides the numbered schema migrations of the connector's SQLite database.
+
+Never edit a migration once it has shipped: add a new one. The console compares the
+applied names with :data:`MIGRATIONS` to tell an older schema from a current one.
+"""
+
+from __future__ import annotations
+
+from sqlite_utils import Database, Migrations
+
+MIGRATIONS = Migrations("connector")
+
+_INITIAL_SCHEMA = [
+    # One row per accepted Chatwoot delivery. Both UNIQUE keys are the dedup guarantee:
+    # the delivery id covers Chatwoot's retries, the dedup key covers the same message
+    # arriving under another delivery id (two webhooks, or Chatwoot's own duplicates).
+    """CREATE TABLE deliveries (
+        id INTEGER PRIMARY KEY,
+        delivery_id TEXT UNIQUE,
+        dedup_key TEXT UNIQUE,
+        event TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        reason TEXT NOT NULL DEFAULT '',
+        received_at REAL NOT NULL,
+        account_id INTEGER,
+        conversation_id INTEGER,
+        message_id INTEGER,
+        body TEXT NOT NULL
+    )""",
+    "CREATE INDEX idx_deliveries_received ON deliveries(received_at)",
+    """CREATE TABLE conversations (
+        id INTEGER PRIMARY KEY,
+        account_id INTEGER NOT NULL,
+        conversation_id INTEGER NOT NULL,
+        inbox_id INTEGER,
+        inbox_name TEXT NOT NULL DEFAULT '',
+        channel TEXT NOT NULL DEFAULT '',
+        channel_type TEXT NOT NULL DEFAULT '',
+        contact_id INTEGER,
+        contact_name TEXT NOT NULL DEFAULT '',
+        contact_json TEXT NOT NULL DEFAULT '{}',
+        status TEXT NOT NULL DEFAULT '',
+        assignee_type TEXT,
+        assignee_id INTEGER,
+        team_id INTEGER,
+        labels TEXT NOT NULL DEFAULT '[]',
+        can_reply INTEGER NOT NULL DEFAULT 1,
+        owner TEXT NOT NULL DEFAULT 'bot',
+        owner_reason TEXT NOT NULL DEFAULT '',
+        owner_changed_at REAL,
+        crew TEXT NOT NULL DEFAULT '',
+        last_message_at REAL,
+        last_message_preview TEXT NOT NULL DEFAULT '',
+        last_message_role TEXT NOT NULL DEFAULT '',
+        last_activity_at REAL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        UNIQUE(account_id, conversation_id)
+    )""",
+    "CREATE INDEX idx_conversations_recent ON conversations(last_message_at DESC)",
+    "CREATE INDEX idx_conversations_channel ON conversations(channel, last_message_at DESC)",
+    "CREATE INDEX idx_conversations_crew ON conversations(crew, last_message_at DESC)",
+    "CREATE INDEX idx_conversations_owner ON conversations(owner, last_message_at DESC)",
+    # The conversation's history as the sidecar saw it (customer, bot, agent, notes).
+    """CREATE TABLE messages (
+        id INTEGER PRIMARY KEY,
+        account_id INTEGER NOT NULL,
+        conversation_id INTEGER NOT NULL,
+        message_id INTEGER UNIQUE,
+        role TEXT NOT NULL,
+        sender_type TEXT NOT NULL DEFAULT '',
+        sender_id INTEGER,
+        content TEXT NOT NULL DEFAULT '',
+        content_type TEXT NOT NULL DEFAULT 'text',
+        attachments TEXT NOT NULL DEFAULT '[]',
+        private INTEGER NOT NULL DEFAULT 0,
+        content_hash TEXT NOT NULL DEFAULT '',
+        job_id INTEGER,
+        created_at REAL NOT NULL
+    )""",
+    "CREATE INDEX idx_messages_conversation ON messages(account_id, conversation_id, id)",
+    # The durable work queue: one row per crew turn (a debounced burst of messages).
+    """CREATE TABLE jobs (
+        id INTEGER PRIMARY KEY,
+        request_id TEXT NOT NULL UNIQUE,
+        account_id INTEGER NOT NULL,
+        conversation_id INTEGER NOT NULL,
+        state TEXT NOT NULL CHECK (state IN
+            ('pending','in_flight','waiting','done','dead','superseded','cancelled','discarded')),
+        message_ids TEXT NOT NULL DEFAULT '[]',
+        first_message_at REAL NOT NULL,
+        run_at REAL NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        apply_attempts INTEGER NOT NULL DEFAULT 0,
+        deadline_at REAL,
+        lease_owner TEXT,
+        lease_expires_at REAL,
+        crew TEXT,
+        backend TEXT,
+        route_source TEXT,
+        route_reason TEXT,
+        route_confidence REAL,
+        envelope TEXT,
+        actions TEXT,
+        external_id TEXT,
+        last_error TEXT NOT NULL DEFAULT '',
+        outcome TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        finished_at REAL
+    )""",
+    "CREATE INDEX idx_jobs_ready ON jobs(state, run_at)",
+    "CREATE INDEX idx_jobs_conversation ON jobs(account_id, conversation_id, state)",
+    "CREATE INDEX idx_jobs_finished ON jobs(finished_at)",
+    # One row per action applied in Chatwoot; the row exists before the call so that a
+    # crash or a dropped connection can be told apart from "never sent".
+    """CREATE TABLE actions_applied (
+        job_id INTEGER NOT NULL,
+        idx INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        account_id INTEGER NOT NULL,
+        conversation_id INTEGER NOT NULL,
+        content_hash TEXT NOT NULL DEFAULT '',
+        state TEXT NOT NULL,
+        chatwoot_message_id INTEGER,
+        detail TEXT NOT NULL DEFAULT '',
+        started_at REAL NOT NULL,
+        finished_at REAL,
+        PRIMARY KEY (job_id, idx)
+    )""",
+    "CREATE INDEX idx_actions_conversation ON actions_applied(account_id, conversation_id, content_hash)",
+    """CREATE TABLE routing_decisions (
+        id INTEGER PRIMARY KEY,
+        job_id INTEGER,
+        account_id INTEGER NOT NULL,
+        conversation_id INTEGER NOT NULL,
+        crew TEXT NOT NULL,
+        source TEXT NOT NULL,
+        reason TEXT NOT NULL DEFAULT '',
+        confidence REAL,
+        decided_at REAL NOT NULL
+    )""",
+    "CREATE INDEX idx_decisions_at ON routing_decisions(decided_at)",
+    "CREATE INDEX idx_decisions_conversation ON routing_decisions(account_id, conversation_id)",
+    """CREATE TABLE crew_attempts (
+        id INTEGER PRIMARY KEY,
+        job_id INTEGER NOT NULL,
+        request_id TEXT NOT NULL,
+        crew TEXT NOT NULL,
+        backend TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        started_at REAL NOT NULL,
+        duration REAL,
+        outcome TEXT NOT NULL,
+        status_code INTEGER,
+        error TEXT NOT NULL DEFAULT ''
+    )""",
+    "CREATE INDEX idx_attempts_job ON crew_attempts(job_id)",
+    "CREATE INDEX idx_attempts_started ON crew_attempts(started_at)",
+    # Persisted metric values (counters and histograms) so figures survive restarts and
+    # the console can read them without the sidecar's HTTP port.
+    """CREATE TABLE metrics (
+        name TEXT NOT NULL,
+        labels TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        value TEXT NOT NULL,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (name, labels)
+    )""",
+    # Small documents shared with the console: health snapshot, config status, identity.
+    """CREATE TABLE kv (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        updated_at REAL NOT NULL
+    )""",
+    """CREATE TABLE config_audit (
+        id INTEGER PRIMARY KEY,
+        at REAL NOT NULL,
+        actor TEXT NOT NULL,
+        keys TEXT NOT NULL,
+        changes TEXT NOT NULL
+    )""",
+    """CREATE TABLE operator_actions (
+        id INTEGER PRIMARY KEY,
+        at REAL NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT ''
+    )""",
+]
+
+
+@MIGRATIONS(name="0001_initial")
+def m0001_initial(db: Database) -> None:
+    """Creates the initial schema."""
+    for statement in _INITIAL_SCHEMA:
+        db.execute(statement)
+
+
+KNOWN_MIGRATIONS = ("0001_initial",)
+"""Every migration name this version knows, in order (checked by a test)."""
