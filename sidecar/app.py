@@ -158,7 +158,8 @@ async def _json_error(request: Request, exception: Exception) -> HTTPResponse:
     """Every error answers JSON with a clear reason; never a traceback."""
     status = getattr(exception, "status_code", 500) if isinstance(exception, SanicException) else 500
     if status >= 500:
-        log.error("unhandled error on %s %s: %s", request.method, request.path, type(exception).__name__)
+        log.error("unhandled error on %s %s: %s", request.method, request.path, type(exception).__name__,
+                  exc_info=exception)
         message = "internal error"
     else:
         message = str(exception) or type(exception).__name__

@@ -110,9 +110,9 @@ def setup_logging(log_dir: str, *, level: str, as_json: bool, max_bytes: int, ba
     return path
 
 
-def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, **fields: object) -> None:
-    """Logs one event line: ``event`` plus key=value fields (None values left out)."""
-    logger.log(level, event, extra={"fields": {k: v for k, v in fields.items() if v is not None}})
+def log_event(logger: logging.Logger, name: str, /, level: int = logging.INFO, **fields: object) -> None:
+    """Logs one event line: ``name`` plus key=value fields (None values left out)."""
+    logger.log(level, name, extra={"fields": {k: v for k, v in fields.items() if v is not None}})
 
 
 def get_logger() -> logging.Logger:

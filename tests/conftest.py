@@ -1,0 +1,73 @@
+"""Shared fixtures: fake Chatwoot and MCP-Crew servers, and a sidecar subprocess factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sidecar.simulators import FakeChatwoot, FakeCrew
+from tests.harness import SECRET, SidecarProcess, sidecar_config
+
+SidecarFactory = Callable[..., Awaitable[SidecarProcess]]
+
+
+@pytest.fixture
+async def chatwoot() -> AsyncIterator[FakeChatwoot]:
+    fake = FakeChatwoot(webhook_secret=SECRET)
+    await fake.start()
+    try:
+        yield fake
+    finally:
+        await fake.stop()
+
+
+@pytest.fixture
+async def crew() -> AsyncIterator[FakeCrew]:
+    fake = FakeCrew()
+    await fake.start()
+    try:
+        yield fake
+    finally:
+        await fake.stop()
+
+
+@pytest.fixture
+async def sidecar_factory(tmp_path: Path, chatwoot: FakeChatwoot, crew: FakeCrew) -> AsyncIterator[SidecarFactory]:
+    """Starts sidecars wired to the fakes; every one is stopped at the end of the test."""
+    started: list[SidecarProcess] = []
+
+    async def start(overrides: dict[str, Any] | None = None, *, env: dict[str, str] | None = None,
+                    workdir: Path | None = None) -> SidecarProcess:
+        config = sidecar_config(
+            workdir or tmp_path, chatwoot_url=chatwoot.url, crew_url=crew.crew_url,
+            chatwoot_token=chatwoot.token, crew_key=crew.api_key, overrides=overrides,
+        )
+        proc = SidecarProcess(workdir or tmp_path, config, env=env)
+        await proc.start()
+        started.append(proc)
+        chatwoot.webhook_url = f"{proc.url}/webhook/chatwoot"
+        return proc
+
+    yield start
+    for proc in started:
+        await proc.stop()
+
+
+@pytest.fixture
+async def sidecar(sidecar_factory: SidecarFactory) -> SidecarProcess:
+    return await sidecar_factory()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """On failure, attach the sidecar's output (the first place to look)."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call" and report.failed:
+        proc = item.funcargs.get("sidecar") if hasattr(item, "funcargs") else None
+        procs = [proc] if proc is not None else []
+        for i, p in enumerate(procs):
+            report.sections.append((f"sidecar output {i}", "\n".join(p.output[-80:])))

@@ -1,0 +1,158 @@
+"""Test harness: runs the real sidecar as a subprocess next to the fake servers.
+
+Tests talk real HTTP to it; readiness is the sidecar's own ``sidecar.ready`` log line
+(read from its stderr), never a sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sidecar.config import deep_merge
+from state import Store, open_store
+
+REPO = Path(__file__).resolve().parent.parent
+SECRET = "whsec-test-0123456789abcdef"
+ADMIN_TOKEN = "admin-test-token-0123456789"
+
+# Short durations so retries, leases and debounce happen in test time, not minutes.
+FAST = {
+    "processing": {
+        "debounce_seconds": 0.15,
+        "debounce_max_seconds": 1.0,
+        "retry_base_seconds": 0.05,
+        "retry_max_seconds": 0.4,
+        "lease_seconds": 2.0,
+        "max_attempts": 4,
+        "breaker_min_requests": 0,
+    },
+    "chatwoot": {"timeout_seconds": 2.0},
+    "mcp_crew": {"timeout_seconds": 2.0, "decision_timeout_seconds": 0.5, "callback_timeout_seconds": 5.0},
+    "health": {"probe_interval_seconds": 0.5},
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class SidecarProcess:
+    """``python -m sidecar`` with a generated config.yaml in a temporary folder."""
+
+    def __init__(self, workdir: Path, config: dict[str, Any], env: dict[str, str] | None = None) -> None:
+        self.workdir = workdir
+        self.port = config["server"]["port"]
+        self.config = config
+        self.config_path = workdir / "config.yaml"
+        self.db_path = Path(config["state"]["path"])
+        self.log_dir = Path(config["logging"]["dir"])
+        self.env = env or {}
+        self.proc: asyncio.subprocess.Process | None = None
+        self.output: list[str] = []
+        self._reader: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+        self._line_event = asyncio.Event()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def write_config(self) -> None:
+        self.config_path.write_text(yaml.safe_dump(self.config, sort_keys=False), encoding="utf-8")
+
+    async def start(self, timeout: float = 20.0) -> SidecarProcess:
+        self.write_config()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SIDECAR_", "CHATWOOT_", "MCP_CREW_"))}
+        env.update(self.env)
+        env["PYTHONUNBUFFERED"] = "1"
+        self._ready.clear()
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "sidecar", "--config", str(self.config_path),
+            cwd=str(self.workdir), env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )
+        self._reader = asyncio.create_task(self._read_output(self.proc))
+        try:
+            await asyncio.wait_for(self._ready.wait(), timeout)
+        except TimeoutError:
+            raise RuntimeError("sidecar did not start:\n" + "\n".join(self.output[-40:])) from None
+        return self
+
+    async def _read_output(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdout is not None
+        async for raw in proc.stdout:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            self.output.append(line)
+            if "sidecar.ready" in line:
+                self._ready.set()
+            self._line_event.set()
+
+    async def wait_for_output(self, needle: str, timeout: float = 10.0) -> str:
+        async def seek() -> str:
+            while True:
+                for line in self.output:
+                    if needle in line:
+                        return line
+                self._line_event.clear()
+                await self._line_event.wait()
+
+        return await asyncio.wait_for(seek(), timeout)
+
+    async def stop(self, sig: int = signal.SIGTERM, timeout: float = 25.0) -> int:
+        if self.proc is None or self.proc.returncode is not None:
+            return self.proc.returncode if self.proc else 0
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.send_signal(sig)
+        code = await asyncio.wait_for(self.proc.wait(), timeout)
+        if self._reader is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._reader, 5)
+        return code
+
+    async def kill(self) -> int:
+        return await self.stop(signal.SIGKILL)
+
+    def store(self) -> Store:
+        return open_store(str(self.db_path), readonly=True)
+
+    def query(self, fn: Callable[[Store], Any]) -> Any:
+        store = self.store()
+        try:
+            return fn(store)
+        finally:
+            store.close()
+
+
+def sidecar_config(workdir: Path, *, chatwoot_url: str, crew_url: str, chatwoot_token: str, crew_key: str,
+                   overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "server": {"host": "127.0.0.1", "port": free_port(), "admin_token": ADMIN_TOKEN},
+        "state": {"path": str(workdir / "data" / "connector.db")},
+        "logging": {"dir": str(workdir / "logs")},
+        "chatwoot": {"api_url": chatwoot_url, "api_access_token": chatwoot_token, "webhook_secret": SECRET},
+        "mcp_crew": {"api_url": crew_url, "api_key": crew_key},
+        "routing": {
+            "default_crew": "suporte",
+            "rules": [
+                {"channel": "whatsapp", "crew": "whatsapp_crew"},
+                {"channel": "facebook", "crew": "facebook_crew"},
+                {"channel": "instagram", "crew": "instagram_crew"},
+                {"channel": "webwidget", "crew": "webwidget_crew"},
+            ],
+        },
+    }
+    config = deep_merge(base, FAST)
+    config["server"]["public_url"] = f"http://127.0.0.1:{config['server']['port']}"
+    return deep_merge(config, overrides or {})
