@@ -37,6 +37,7 @@ class CircuitBreaker:
         self.state = CLOSED
         self.opened_at: float | None = None
         self._probe_in_flight = False
+        self._probe_started = 0.0
         self.trips = 0
 
     def _trim(self, now: float) -> None:
@@ -56,9 +57,11 @@ class CircuitBreaker:
             else:
                 return False
         if self.state == HALF_OPEN:
-            if self._probe_in_flight:
+            # A probe whose outcome never came back (its job crashed) must not block forever.
+            if self._probe_in_flight and now - self._probe_started < max(settings.open_seconds, 1.0):
                 return False
             self._probe_in_flight = True
+            self._probe_started = now
         return True
 
     def retry_at(self) -> float:

@@ -130,7 +130,6 @@ def _apply(tx: Tx, inbound: Inbound, *, now: float, settings: IntakeSettings) ->
 
     stored = tx.get_conversation(acct, cid)
     served = not settings.inbox_ids or conv.inbox_id in settings.inbox_ids
-    incoming = msg is not None and event == "message_created" and msg.message_type == "incoming"
     fields = {} if _is_stale(stored, conv, tx) else _snapshot_fields(conv)
     if conv.inbox_name:
         fields["inbox_name"] = conv.inbox_name
@@ -138,7 +137,7 @@ def _apply(tx: Tx, inbound: Inbound, *, now: float, settings: IntakeSettings) ->
 
     changes = []
     if fields:
-        change = ownership.change_for_conversation(stored, conv, incoming_message=incoming)
+        change = ownership.change_for_conversation(stored, conv)
         if change:
             changes.append(change)
 

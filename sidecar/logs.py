@@ -2,7 +2,13 @@
 
 Customer text is attacker-controlled: CR, LF and other control characters are escaped so
 a message can never start a forged log line. Every configured secret is masked in every
-record, whatever logger produced it.
+record, whatever logger produced it: each value is redacted before it is escaped (an escaped
+secret would no longer match), and the finished line is redacted again, also for the escaped
+spellings of each secret.
+
+The file is ``<logging.dir>/chatwoot_mcp_connector.log``, rotated by size. Level, format
+(text or JSON lines) and rotation can change at run time (:func:`reconfigure`); the
+directory cannot (it needs a restart).
 """
 
 from __future__ import annotations
@@ -20,11 +26,27 @@ from typing import Any
 LOG_FILE_NAME = "chatwoot_mcp_connector.log"
 LOGGER_NAME = "connector"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]")
+# json.dumps escapes C0 controls itself but, with ensure_ascii=False, leaves these raw; some
+# log viewers (and str.splitlines) treat them as line breaks.
+_JSON_EXTRA = re.compile(r"[\x7f\x85\u2028\u2029]")
+_MIN_SECRET_LENGTH = 4
 
 
 def escape(text: object) -> str:
     """Makes any value safe for a single log line."""
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
+
+
+def _quote(value: object) -> str:
+    text = escape(value)
+    if text == "" or any(c in text for c in ' ="'):
+        return '"' + text.replace('"', '\\"') + '"'
+    return text
+
+
+def _json_line(doc: dict[str, Any]) -> str:
+    text = json.dumps(doc, ensure_ascii=False, default=str)
+    return _JSON_EXTRA.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 class _Redactor:
@@ -35,15 +57,27 @@ class _Redactor:
         self._pattern: re.Pattern[str] | None = None
 
     def set_secrets(self, secrets: Iterable[str]) -> None:
-        # Short strings would mask ordinary words; secrets of 4 characters or fewer are
-        # rejected by nobody but are also not worth redacting word-by-word.
-        values = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        # Secrets of 4 characters or fewer would mask ordinary words; config refuses nothing
+        # that short on purpose, but redacting it word by word would wreck every line.
+        values = {s for s in secrets if s and len(s) >= _MIN_SECRET_LENGTH}
+        spellings: set[str] = set()
+        for secret in values:
+            # The raw value plus how it looks once escaped for a text line or a JSON line.
+            spellings.update({secret, escape(secret), _quote(secret).strip('"'),
+                              _json_line({"v": secret})[7:-2]})
+        ordered = sorted((s for s in spellings if s), key=len, reverse=True)
         with self._lock:
-            self._pattern = re.compile("|".join(re.escape(v) for v in values)) if values else None
+            self._pattern = re.compile("|".join(re.escape(v) for v in ordered)) if ordered else None
 
     def redact(self, text: str) -> str:
         pattern = self._pattern
         return pattern.sub("****", text) if pattern else text
+
+    def redact_value(self, value: object) -> object:
+        """A field value with secrets masked; numbers and booleans pass through."""
+        if value is None or isinstance(value, bool | int | float):
+            return value
+        return self.redact(value if isinstance(value, str) else str(value))
 
 
 REDACTOR = _Redactor()
@@ -57,25 +91,23 @@ class SafeFormatter(logging.Formatter):
         self.as_json = as_json
 
     def format(self, record: logging.LogRecord) -> str:
-        fields: dict[str, Any] = getattr(record, "fields", {}) or {}
+        raw_fields: dict[str, Any] = getattr(record, "fields", {}) or {}
+        fields = {k: REDACTOR.redact_value(v) for k, v in raw_fields.items()}
         message = record.getMessage()
         if record.exc_info:
             message = f"{message} | {self.formatException(record.exc_info)}"
+        message = REDACTOR.redact(message)
         if self.as_json:
             doc = {"ts": round(record.created, 3), "level": record.levelname, "logger": record.name,
-                   "msg": message, **{k: v for k, v in fields.items()}}
-            # json.dumps escapes control characters itself, so one record is one line.
-            return REDACTOR.redact(json.dumps(doc, ensure_ascii=False, default=str))
+                   "msg": message, **fields}
+            return REDACTOR.redact(_json_line(doc))
         parts = [self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), record.levelname, escape(message)]
         parts += [f"{k}={_quote(v)}" for k, v in fields.items()]
         return REDACTOR.redact(" ".join(parts))
 
 
-def _quote(value: object) -> str:
-    text = escape(value)
-    if text == "" or any(c in text for c in ' ="'):
-        return '"' + text.replace('"', '\\"') + '"'
-    return text
+def _connector_handlers() -> list[logging.Handler]:
+    return [h for h in logging.getLogger().handlers if getattr(h, "_connector", False)]
 
 
 def setup_logging(log_dir: str, *, level: str, as_json: bool, max_bytes: int, backup_count: int,
@@ -86,10 +118,9 @@ def setup_logging(log_dir: str, *, level: str, as_json: bool, max_bytes: int, ba
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / LOG_FILE_NAME
     root = logging.getLogger()
-    for handler in list(root.handlers):
-        if getattr(handler, "_connector", False):
-            root.removeHandler(handler)
-            handler.close()
+    for handler in _connector_handlers():
+        root.removeHandler(handler)
+        handler.close()
     formatter = SafeFormatter(as_json=as_json)
     file_handler = logging.handlers.RotatingFileHandler(
         path, maxBytes=max_bytes, backupCount=backup_count, encoding="utf-8"
@@ -108,6 +139,17 @@ def setup_logging(log_dir: str, *, level: str, as_json: bool, max_bytes: int, ba
         lg.handlers.clear()
         lg.propagate = True
     return path
+
+
+def reconfigure(*, level: str, as_json: bool, max_bytes: int, backup_count: int) -> None:
+    """Applies a live change of ``logging.*`` (everything but the directory) in place."""
+    logging.getLogger().setLevel(level.upper())
+    formatter = SafeFormatter(as_json=as_json)
+    for handler in _connector_handlers():
+        handler.setFormatter(formatter)
+        if isinstance(handler, logging.handlers.RotatingFileHandler):
+            handler.maxBytes = max_bytes
+            handler.backupCount = backup_count
 
 
 def log_event(logger: logging.Logger, name: str, /, level: int = logging.INFO, **fields: object) -> None:

@@ -47,9 +47,7 @@ def change_for_message(role: str, message: Message) -> OwnerChange | None:
     return OwnerChange(HUMAN, f"agent {message.sender_name or message.sender_id} replied")
 
 
-def change_for_conversation(
-    stored: ConversationRow | None, new: Conversation, *, incoming_message: bool
-) -> OwnerChange | None:
+def change_for_conversation(stored: ConversationRow | None, new: Conversation) -> OwnerChange | None:
     """Ownership transitions visible in the conversation snapshot itself."""
     if stored is None:
         if new.assignee_type == "User":
@@ -57,9 +55,12 @@ def change_for_conversation(
         if new.status == "snoozed":
             return OwnerChange(PAUSED, "conversation snoozed")
         return None
-    if incoming_message and stored.status == "resolved" and stored.owner != BOT:
-        # Resolved, then the customer wrote again: a new conversation turn, the bot's again.
-        return OwnerChange(BOT, "customer wrote after the conversation was resolved")
+    if new.status == "resolved" and stored.owner != BOT:
+        # Resolved: the next thing that can happen is the customer writing again, which
+        # Chatwoot treats as a new turn (pending in a bot inbox), so it is the bot's again.
+        # Chatwoot reopens the conversation before delivering that message, so waiting for
+        # "incoming while resolved" would never fire.
+        return OwnerChange(BOT, "conversation resolved; the bot answers the customer's next message")
     if stored.owner == BOT:
         if new.assignee_type == "User" and (
             new.assignee_id != stored.assignee_id or stored.assignee_type != "User"

@@ -1,0 +1,121 @@
+"""POST /webhook/chatwoot: the signature matrix, bad input, and duplicates (real HTTP)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import aiohttp
+
+from sidecar.simulators import FakeChatwoot, FakeCrew, chatwoot_json, sign
+from sidecar.simulators.payloads import message_event
+from tests.conftest import SidecarFactory
+from tests.harness import SECRET, SidecarProcess
+
+
+def _counts(proc: SidecarProcess) -> tuple[int, int, int]:
+    def read(store):  # noqa: ANN001, ANN202
+        c = store.conn
+        return tuple(c.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                     for t in ("deliveries", "messages", "jobs"))
+    return proc.query(read)
+
+
+async def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict]:
+    async with aiohttp.ClientSession() as session, session.post(url, data=body, headers=headers) as resp:
+        return resp.status, await resp.json(content_type=None)
+
+
+def _signed(body: bytes, *, secret: str = SECRET, ts: int | None = None) -> dict[str, str]:
+    stamp = int(time.time()) if ts is None else ts
+    return {"Content-Type": "application/json", "X-Chatwoot-Delivery": str(uuid.uuid4()),
+            "X-Chatwoot-Timestamp": str(stamp), "X-Chatwoot-Signature": sign(body, secret, stamp)}
+
+
+async def test_signature_matrix_rejections_store_nothing(
+    sidecar_factory: SidecarFactory, chatwoot: FakeChatwoot, crew: FakeCrew
+) -> None:
+    """Valid, tampered, wrong secret, missing headers, ±301 s, old secret in rotation."""
+    proc = await sidecar_factory({"chatwoot": {"webhook_secret": ["new-secret-abcdef123", SECRET]}})
+    url = f"{proc.url}/webhook/chatwoot"
+    conv = chatwoot.open_conversation("whatsapp")
+    body = chatwoot_json(message_event(conv, chatwoot.world.customer_message(conv, "oi")))
+    now = int(time.time())
+
+    tampered = bytearray(body)
+    tampered[body.index(b"oi")] = ord("O")
+    rejected = {
+        "one byte changed": (bytes(tampered), _signed(body)),
+        "wrong secret": (body, _signed(body, secret="not-the-secret-000")),
+        "missing signature": (body, {k: v for k, v in _signed(body).items() if k != "X-Chatwoot-Signature"}),
+        "missing timestamp": (body, {k: v for k, v in _signed(body).items() if k != "X-Chatwoot-Timestamp"}),
+        "no headers at all": (body, {"Content-Type": "application/json"}),
+        "301 s old": (body, _signed(body, ts=now - 301)),
+        "301 s in the future": (body, _signed(body, ts=now + 301)),
+        "body-only HMAC": (body, {**_signed(body), "X-Chatwoot-Signature": "sha256=" + "0" * 64}),
+    }
+    for name, (payload, headers) in rejected.items():
+        status, answer = await _post(url, payload, headers)
+        assert status == 401, name
+        assert answer["status"] == "rejected" and SECRET not in str(answer), name
+    assert _counts(proc) == (0, 0, 0)
+
+    status, answer = await _post(url, body, _signed(body, secret=SECRET))  # the old secret, still accepted
+    assert (status, answer["status"]) == (200, "accepted")
+    other = chatwoot_json(message_event(conv, chatwoot.world.customer_message(conv, "tudo bem?")))
+    status, answer = await _post(url, other, _signed(other, secret="new-secret-abcdef123"))
+    assert (status, answer["status"]) == (200, "accepted")
+    assert _counts(proc)[0] == 2
+
+
+async def test_bad_bodies_get_clear_errors_and_change_nothing(sidecar: SidecarProcess) -> None:
+    url = f"{sidecar.url}/webhook/chatwoot"
+    for raw in (b"not json", b"[1, 2, 3]", b'"just a string"', b"\xff\xfe\x00garbage", b""):
+        status, answer = await _post(url, raw, _signed(raw))
+        assert status == 400, raw
+        assert answer["status"] == "rejected" and answer["error"]
+    big = b'{"event":"message_created","content":"' + b"x" * (1024 * 1024) + b'"}'
+    status, answer = await _post(url, big, _signed(big))
+    assert status == 413 and answer["status"] == "rejected"
+    assert _counts(sidecar) == (0, 0, 0)
+
+
+async def test_same_delivery_fifty_times_at_once_is_handled_once(
+    sidecar: SidecarProcess, chatwoot: FakeChatwoot, crew: FakeCrew
+) -> None:
+    """Chatwoot's duplicates (same delivery id, or same message under another id) are answered once."""
+    conv = chatwoot.open_conversation("whatsapp")
+    payload = message_event(conv, chatwoot.world.customer_message(conv, "Quero falar sobre meu pedido"))
+    delivery = str(uuid.uuid4())
+    results = await asyncio.gather(*(chatwoot.send_event(payload, delivery_id=delivery) for _ in range(50)))
+    assert all(status == 200 for status, _ in results)
+    assert sorted(body["status"] for _, body in results).count("accepted") == 1
+    # The same message again under a new delivery id (two webhooks pointed at us).
+    status, body = await chatwoot.send_event(payload)
+    assert (status, body["status"]) == (200, "duplicate")
+    await chatwoot.wait_for(lambda: len(chatwoot.replies(conv.display_id)) == 1)
+    await _answered_again(chatwoot, conv)
+    assert len(crew.crew_requests()) == 2 and len(chatwoot.replies(conv.display_id)) == 2
+
+
+async def _answered_again(chatwoot: FakeChatwoot, conv) -> None:  # noqa: ANN001
+    before = len(chatwoot.replies(conv.display_id))
+    await chatwoot.customer_says(conv, "E agora?")
+    await chatwoot.wait_for(lambda: len(chatwoot.replies(conv.display_id)) == before + 1)
+
+
+async def test_unsigned_deliveries_only_when_allowed(
+    sidecar_factory: SidecarFactory, chatwoot: FakeChatwoot, crew: FakeCrew
+) -> None:
+    """allow_unsigned lets pre-4.12 Chatwoot through; a wrong signature is still refused."""
+    proc = await sidecar_factory({"chatwoot": {"allow_unsigned": True}})
+    conv = chatwoot.open_conversation("whatsapp")
+    payload = message_event(conv, chatwoot.world.customer_message(conv, "sem assinatura"))
+    status, body = await chatwoot.send_event(payload, headers={"X-Chatwoot-Signature": None,
+                                                               "X-Chatwoot-Timestamp": None})
+    assert (status, body["status"]) == (200, "accepted")
+    status, _ = await chatwoot.send_event(payload, secret="wrong-secret-123456")
+    assert status == 401
+    await chatwoot.wait_for(lambda: len(chatwoot.replies(conv.display_id)) == 1)
+    assert proc.url

@@ -1,0 +1,22 @@
+"""state imports neither sanic, textual nor aiohttp; sidecar and console never import each other."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def _loaded_after(import_line: str) -> set[str]:
+    code = f"import sys; {import_line}; print(' '.join(sorted(m.split('.')[0] for m in sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    return set(out.split())
+
+
+def test_state_stays_free_of_web_and_ui_frameworks() -> None:
+    loaded = _loaded_after("import state")
+    assert not loaded & {"sanic", "textual", "aiohttp", "sidecar", "console"}
+
+
+def test_sidecar_does_not_load_the_console() -> None:
+    loaded = _loaded_after("import sidecar.app")
+    assert "console" not in loaded and "textual" not in loaded
