@@ -54,22 +54,19 @@ class QueueWorker:
                 task.add_done_callback(self._done)
             if jobs and len(jobs) == free:
                 continue  # there may be more ready work
-            await self._idle(await self._seconds_to_next_due())
+            due_in = await self._seconds_to_next_due()
+            if due_in <= 0 and not free:
+                due_in = _MAX_IDLE_SECONDS  # full: a finishing job sets ``wake``
+            await self._idle(max(due_in, 0.01))
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
         self.svc.wake.set()
 
     async def _seconds_to_next_due(self) -> float:
-        def next_due(store: Any) -> float | None:
-            row = store.conn.execute(
-                "SELECT min(run_at) FROM jobs WHERE state IN ('pending','waiting')"
-            ).fetchone()
-            return row[0] if row else None
-
         try:
-            due = await self.svc.writer.read(next_due)
-        except Exception:  # noqa: BLE001 - storage trouble: just poll again soon
+            due = await self.svc.writer.read(lambda store: store.next_due_at())
+        except StorageUnavailable:
             return _MAX_IDLE_SECONDS
         if due is None:
             return _MAX_IDLE_SECONDS
@@ -260,6 +257,7 @@ class QueueWorker:
         await svc.writer.transact(lambda tx: tx.set_waiting(
             job.id, svc.worker_id, run_at=run_at, deadline_at=deadline, external_id=result.external_id, now=now))
         log_event(log, "crew.accepted", job=job.id, crew=job.crew, attempt=attempt)
+        svc.wake.set()  # in case the answer already arrived while we were parking the job
         return None
 
     async def _crew_failed(self, job: Job, exc: CrewError, attempt: int) -> Job | None:

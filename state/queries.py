@@ -66,6 +66,21 @@ class Reads:
             oldest_pending_age=(now - oldest) if oldest is not None else None,
         )
 
+    def next_due_at(self) -> float | None:
+        """When the next job could be claimed, ignoring jobs blocked behind an older job of
+        their conversation (those become claimable when that job finishes)."""
+        row = self.conn.execute(
+            """
+            SELECT min(j.run_at) FROM jobs j
+            WHERE j.state IN ('pending','waiting')
+              AND NOT EXISTS (
+                SELECT 1 FROM jobs o WHERE o.account_id=j.account_id
+                  AND o.conversation_id=j.conversation_id AND o.id<j.id
+                  AND o.state IN ('pending','in_flight','waiting'))
+            """
+        ).fetchone()
+        return row[0] if row else None
+
     def jobs_for_conversation(self, account_id: int, conversation_id: int, limit: int = 200) -> list[Job]:
         return [Job.from_row(r) for r in self._all(
             "SELECT * FROM jobs WHERE account_id=? AND conversation_id=? ORDER BY id DESC LIMIT ?",
@@ -227,3 +242,18 @@ class Reads:
         return [OperatorAction(**r) for r in self._all(
             "SELECT * FROM operator_actions ORDER BY id DESC LIMIT ?", (limit,)
         )]
+
+    # -- console helpers ----------------------------------------------------------------
+    def data_version(self) -> int:
+        """A number that changes whenever another connection commits (cheap change check)."""
+        return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def conversation_facets(self, limit: int = 100) -> tuple[list[str], list[str]]:
+        """Distinct channels and crews, for filter pickers (walks the two covering indexes)."""
+        channels = [r[0] for r in self.conn.execute(
+            "SELECT DISTINCT channel FROM conversations WHERE channel<>'' ORDER BY channel LIMIT ?", (limit,)
+        ).fetchall()]
+        crews = [r[0] for r in self.conn.execute(
+            "SELECT DISTINCT crew FROM conversations WHERE crew<>'' ORDER BY crew LIMIT ?", (limit,)
+        ).fetchall()]
+        return channels, crews

@@ -501,10 +501,12 @@ class Tx:
     ) -> bool:
         """Parks a job until its asynchronous answer arrives, its next poll (``run_at``), or
         its deadline. ``external_id`` is never NULL afterwards: it marks "the crew accepted"."""
+        # The answer may already be here: a fast crew can call back before we park the job.
         return self._fenced(
-            "UPDATE jobs SET state='waiting', run_at=?, deadline_at=?, external_id=?, lease_owner=NULL, "
-            "lease_expires_at=NULL, updated_at=?",
-            (min(run_at, deadline_at), deadline_at, external_id, now),
+            "UPDATE jobs SET state=CASE WHEN actions IS NULL THEN 'waiting' ELSE 'pending' END, "
+            "run_at=CASE WHEN actions IS NULL THEN ? ELSE ? END, deadline_at=?, external_id=?, "
+            "lease_owner=NULL, lease_expires_at=NULL, updated_at=?",
+            (min(run_at, deadline_at), now, deadline_at, external_id, now),
             job_id,
             owner,
         )
