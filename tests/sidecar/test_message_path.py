@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from sidecar.simulators import FakeChatwoot, FakeCrew
@@ -30,3 +32,25 @@ async def test_customer_message_is_answered_by_the_rule_crew(
     assert request.body["crew"] == crew_name
     assert request.body["chatwoot"]["channel"] == channel
     assert request.headers["Idempotency-Key"] == request.body["request_id"]
+
+
+async def test_attachments_reach_the_crew_with_their_urls_and_types(
+    sidecar: SidecarProcess, chatwoot: FakeChatwoot, crew: FakeCrew
+) -> None:
+    """An image with a caption and an audio note: one normalised message each, whatever the channel."""
+    conv = chatwoot.open_conversation("whatsapp")
+    await chatwoot.customer_says(conv, "Olha a foto do produto", attachments=["image"])
+    await chatwoot.wait_for(lambda: len(chatwoot.replies(conv.display_id)) == 1)
+    [message] = crew.crew_requests()[0]["messages"]
+    [attachment] = message["attachments"]
+    assert attachment["file_type"] == "image" and attachment["url"].startswith("http")
+    assert message["content"] == "Olha a foto do produto"
+    await chatwoot.customer_says(conv, None, attachments=["audio"])
+    await chatwoot.wait_for(lambda: len(chatwoot.replies(conv.display_id)) == 2)
+    [audio] = crew.crew_requests()[1]["messages"][0]["attachments"]
+    assert audio["file_type"] == "audio"
+    envelope = crew.crew_requests()[1]
+    assert envelope["schema"] == "chatwoot-crew/v1" and envelope["contact"]["name"]
+    assert envelope["callback_url"].endswith("/webhook/mcp-crew")
+    # Credentials never travel in the envelope.
+    assert chatwoot.token not in json.dumps(envelope) and crew.api_key not in json.dumps(envelope)
