@@ -140,7 +140,14 @@ class ActionApplier:
                     await svc.writer.transact(_record_message, job, idx, found_id, content, private, digest)
                     return True
             await svc.writer.transact(lambda tx: tx.begin_action(job.id, idx, "message", acct, conv, digest, time.time()))
-            answer = await svc.chatwoot.create_message(acct, conv, content, private=private)
+            try:
+                answer = await svc.chatwoot.create_message(acct, conv, content, private=private)
+            except ChatwootError as exc:
+                if not exc.ambiguous:
+                    # Chatwoot answered "not created" (429, 4xx, 500): the next try posts again
+                    # without waiting for evidence.
+                    await svc.writer.transact(lambda tx: tx.forget_action(job.id, idx))
+                raise
             self._learn_identity(answer)
             message_id = answer.get("id") if isinstance(answer.get("id"), int) else None
             await svc.writer.transact(_record_message, job, idx, message_id, content, private, digest)

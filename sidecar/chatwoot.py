@@ -64,7 +64,11 @@ class ChatwootClient:
                 outcome = f"http_{resp.status}"
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
                 retryable = resp.status >= 500 or resp.status == 429
-                raise ChatwootError(operation, f"HTTP {resp.status}", retryable, resp.status, retry_after)
+                # A gateway timeout or bad gateway may come after Chatwoot itself stored the
+                # request; every other status is Chatwoot's own "not done".
+                ambiguous = resp.status in (502, 504)
+                raise ChatwootError(operation, f"HTTP {resp.status}", retryable, resp.status, retry_after,
+                                    ambiguous=ambiguous)
         except TimeoutError as exc:
             outcome = "timeout"
             raise ChatwootError(operation, "timed out", True, ambiguous=True) from exc

@@ -601,6 +601,10 @@ class Tx:
         assert action is not None
         return action
 
+    def forget_action(self, job_id: int, idx: int) -> None:
+        """Drops a step that certainly did not happen (the peer refused it)."""
+        self.conn.execute("DELETE FROM actions_applied WHERE job_id=? AND idx=? AND state='started'", (job_id, idx))
+
     def finish_action(
         self, job_id: int, idx: int, *, chatwoot_message_id: int | None, detail: str, now: float
     ) -> None:

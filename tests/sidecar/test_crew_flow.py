@@ -178,3 +178,15 @@ async def test_chatwootai_dialect(sidecar_factory: SidecarFactory, chatwoot: Fak
     [request] = [r.body for r in crew.requests if r.kind == "chatwootai"]
     assert request["action"] == "process_message"
     assert request["data"]["channel"] == "instagram" and "sábado" in request["data"]["message"]
+
+
+async def test_chatwoot_429_and_5xx_are_retried_without_asking_the_crew_again(
+    sidecar: SidecarProcess, chatwoot: FakeChatwoot, crew: FakeCrew
+) -> None:
+    chatwoot.fail_next("messages", 1, 429, retry_after=0.1)
+    chatwoot.fail_next("messages", 1, 503)
+    conv = chatwoot.open_conversation("whatsapp")
+    await chatwoot.customer_says(conv, "Oi")
+    await chatwoot.wait_for(lambda: len(chatwoot.replies(conv.display_id)) == 1)
+    assert len(crew.crew_requests()) == 1
+    assert len(chatwoot.calls("messages")) == 3
