@@ -1,27 +1,50 @@
 """Provides the crew registry: which back-end serves which crew name.
 
-A crew listed under ``crews:`` uses its own back-end; every other crew goes to
-``mcp_crew.*`` over HTTP (CONTRACT §5). Back-ends are rebuilt when the config changes.
+A crew listed under ``crews:`` uses its own back-end (``http``, ``mcp``, ``crewai_amp`` or
+``local``); every other crew goes to ``mcp_crew.*`` over HTTP (CONTRACT §5). Back-ends are
+rebuilt when the config changes; a back-end whose settings did not change is kept, so a live
+config edit elsewhere does not drop its MCP session, and replaced ones are closed.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
+from typing import Any
 
 import aiohttp
 
 from sidecar.config import Config, CrewConfig
+from sidecar.crew.amp import AmpCrewBackend
 from sidecar.crew.base import CrewBackend
 from sidecar.crew.http import HttpCrewBackend
+from sidecar.crew.local import LocalCrewBackend
+from sidecar.crew.mcp import McpCrewBackend
 
 BackendFactory = Callable[[CrewConfig, aiohttp.ClientSession, Config], CrewBackend]
 
-# Other back-end kinds register themselves here (see sidecar/crew/__init__ docs).
+
+def callback_secret(crew: CrewConfig, config: Config) -> str:
+    """Signs a crew's callback URLs: its own token, else ``mcp_crew.api_key``."""
+    return crew.token or config.mcp_crew.api_key
+
+
 FACTORIES: dict[str, BackendFactory] = {
     "http": lambda crew, session, config: HttpCrewBackend(
         session, url=crew.url, api_key=crew.token, dialect=crew.dialect, timeout_seconds=crew.timeout_seconds
     ),
+    "mcp": lambda crew, session, config: McpCrewBackend(crew),
+    "crewai_amp": lambda crew, session, config: AmpCrewBackend(
+        session, crew, public_url=config.server.public_url, callback_secret=callback_secret(crew, config)
+    ),
+    "local": lambda crew, session, config: LocalCrewBackend(crew),
 }
+
+
+def _identity(crew: CrewConfig, config: Config) -> tuple[Any, ...]:
+    """Everything a back-end is built from: equal identities can share one back-end."""
+    return (crew, config.server.public_url, callback_secret(crew, config))
 
 
 class CrewRegistry:
@@ -30,6 +53,8 @@ class CrewRegistry:
         self._config: Config | None = None
         self._default: CrewBackend | None = None
         self._named: dict[str, CrewBackend] = {}
+        self._built: dict[str, tuple[Any, ...]] = {}
+        self._closing: set[asyncio.Task[None]] = set()
 
     def refresh(self, config: Config) -> None:
         """Rebuilds back-ends if the config object changed (live reload)."""
@@ -44,11 +69,33 @@ class CrewRegistry:
             timeout_seconds=config.mcp_crew.timeout_seconds,
         )
         named: dict[str, CrewBackend] = {}
+        built: dict[str, tuple[Any, ...]] = {}
         for crew in config.crews:
             factory = FACTORIES.get(crew.backend)
-            if factory is not None:
+            if factory is None:
+                continue
+            identity = _identity(crew, config)
+            old = self._named.get(crew.name)
+            if old is not None and self._built.get(crew.name) == identity:
+                named[crew.name] = old
+            else:
                 named[crew.name] = factory(crew, self.session, config)
-        self._named = named
+            built[crew.name] = identity
+        retired = [b for name, b in self._named.items() if named.get(name) is not b]
+        self._named, self._built = named, built
+        for backend in retired:
+            self._close_later(backend)
+
+    def _close_later(self, backend: CrewBackend) -> None:
+        # refresh() is synchronous (called from the worker and the config listener); closing
+        # an MCP session is not, so it runs as a task. close() lets in-flight calls finish.
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        task = loop.create_task(backend.close(), name=f"close-{backend.kind}-backend")
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     def backend_for(self, crew: str) -> CrewBackend:
         assert self._default is not None, "refresh() first"
@@ -58,3 +105,13 @@ class CrewRegistry:
         """``default`` plus every named crew's back-end (for health)."""
         assert self._default is not None, "refresh() first"
         return {"default": self._default, **self._named}
+
+    async def close(self) -> None:
+        """Closes every back-end (MCP sessions end with a DELETE); call once at shutdown."""
+        backends = list(self._named.values()) + ([self._default] if self._default else [])
+        self._named, self._built = {}, {}
+        for backend in backends:
+            with contextlib.suppress(Exception):
+                await backend.close()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)

@@ -1,0 +1,50 @@
+"""Fixtures for the crew back-end tests: a FastMCP crew server and a fake CrewAI AMP deployment."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from sidecar.simulators.fake_amp import FakeAmp
+from sidecar.simulators.fake_mcp import FakeMcp
+from state import Job
+from tests.harness import SidecarProcess
+
+
+@pytest.fixture
+async def mcp_server() -> AsyncIterator[FakeMcp]:
+    fake = FakeMcp()
+    await fake.start()
+    try:
+        yield fake
+    finally:
+        await fake.stop()
+
+
+@pytest.fixture
+async def amp() -> AsyncIterator[FakeAmp]:
+    fake = FakeAmp()
+    await fake.start()
+    try:
+        yield fake
+    finally:
+        await fake.stop()
+
+
+def crews(**entries: dict[str, Any]) -> dict[str, Any]:
+    """Config overrides with these ``crews:`` entries."""
+    return {"crews": entries}
+
+
+def jobs_of(proc: SidecarProcess, account_id: int, conversation_id: int) -> list[Job]:
+    return proc.query(lambda store: store.jobs_for_conversation(account_id, conversation_id))
+
+
+async def finished_job(proc: SidecarProcess, account_id: int, conversation_id: int, state: str = "done") -> Job:
+    """The conversation's (only) job, once the sidecar logged it ``job.<state>``."""
+    [job] = jobs_of(proc, account_id, conversation_id)
+    await proc.wait_for_output(f"job.{state} job={job.id} ")
+    [job] = jobs_of(proc, account_id, conversation_id)
+    return job
