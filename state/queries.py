@@ -209,7 +209,7 @@ class Reads:
         return self.conn.execute("SELECT max(received_at) FROM deliveries").fetchone()[0]
 
     def deliveries_per_minute(self, since: float) -> list[tuple[int, int]]:
-        """(minute epoch, count) buckets of accepted deliveries since ``since``."""
+        """(minute epoch, count) buckets of deliveries (any outcome) since ``since``."""
         return [(r["minute"], r["n"]) for r in self._all(
             "SELECT CAST(received_at/60 AS INTEGER)*60 AS minute, count(*) AS n FROM deliveries "
             "WHERE received_at>=? GROUP BY minute ORDER BY minute",

@@ -536,6 +536,12 @@ class Tx:
         )
         return "applied"
 
+    def poll_now(self, request_id: str, now: float) -> bool:
+        """Makes a job waiting for an asynchronous answer due now (its back-end said "done")."""
+        return self.conn.execute(
+            "UPDATE jobs SET run_at=?, updated_at=? WHERE request_id=? AND state='waiting'", (now, now, request_id)
+        ).rowcount == 1
+
     def schedule_retry(self, job_id: int, owner: str, run_at: float, error: str, now: float) -> bool:
         return self._fenced(
             "UPDATE jobs SET state='pending', run_at=?, last_error=?, lease_owner=NULL, "

@@ -13,6 +13,7 @@ retry and failure policy; the callback just makes a finished run show up at once
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import time
 from typing import Any
@@ -69,8 +70,13 @@ async def crewai_callback(request: Request, request_id: str, token: str) -> HTTP
     try:
         result = backend.interpret(kickoff_id, await backend.status(kickoff_id))
     except CrewError as exc:
+        # A failed run: let the worker poll now, so the failure policy runs without waiting
+        # for the next poll interval.
         log_event(log, "crew.amp_callback", level=30, request_id=request_id, outcome="status_unusable",
                   error=str(exc))
+        with contextlib.suppress(StorageUnavailable):
+            await svc.writer.transact(lambda tx: tx.poll_now(request_id, time.time()))
+            svc.wake.set()
         return json({"status": "noted"})
     if not isinstance(result, Answered):
         log_event(log, "crew.amp_callback", request_id=request_id, outcome="still_running")

@@ -1,0 +1,66 @@
+"""Provides Operator: the console's only writes (dead-letter retry/discard, bot ownership).
+
+Each write opens a short-lived writer connection, runs one BEGIN IMMEDIATE transaction
+through ``state`` (which records who and when in ``operator_actions``) and closes it again,
+so the console never keeps a write lock or a second long-lived writer around.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import sqlite3
+from collections.abc import Callable
+from typing import TypeVar
+
+from console.reader import describe
+from state import StateError, Store, open_store
+
+T = TypeVar("T")
+
+
+class OperatorError(Exception):
+    """A write failed; ``str()`` is a one-line message."""
+
+
+def default_actor() -> str:
+    """``console:<login>``: who made the change, as recorded in operator_actions."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"console:{user}"
+
+
+class Operator:
+    """Operator writes through ``state``."""
+
+    def __init__(self, path: str, actor: str | None = None) -> None:
+        self.path = path
+        self.actor = actor or default_actor()
+
+    def _write(self, fn: Callable[[Store], T]) -> T:
+        if not os.path.exists(self.path):
+            # open_store would create an empty file here; the sidecar must create it.
+            raise OperatorError(f"No database at {self.path}.")
+        try:
+            # Never migrate from the console: only the sidecar owns the schema.
+            store = open_store(self.path)
+        except (StateError, sqlite3.Error, OSError) as exc:
+            raise OperatorError(describe(self.path, exc)) from exc
+        try:
+            return fn(store)
+        except (StateError, sqlite3.Error) as exc:
+            raise OperatorError(describe(self.path, exc)) from exc
+        finally:
+            store.close()
+
+    def retry(self, job_id: int) -> bool:
+        return self._write(lambda s: s.retry_dead_letter(job_id, self.actor))
+
+    def discard(self, job_id: int) -> bool:
+        return self._write(lambda s: s.discard_dead_letter(job_id, self.actor))
+
+    def set_bot(self, account_id: int, conversation_id: int, *, bot: bool) -> bool:
+        return self._write(
+            lambda s: s.set_bot_ownership(account_id, conversation_id, bot=bot, actor=self.actor))

@@ -1,0 +1,218 @@
+"""Provides Reader: the console's read-only window on the connector's state.
+
+One read-only connection is shared by every worker thread behind a lock. Each query runs in
+autocommit mode, so no read transaction outlives its statement and the sidecar's checkpoints
+are never held back. Any storage problem becomes a :class:`ReadError` with one line of text.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import TypeVar
+
+from console import health
+from console.snapshots import (
+    ConfigData,
+    ConversationDetail,
+    ConversationQuery,
+    ConversationsPage,
+    DeadLettersData,
+    DecisionsData,
+    OverviewData,
+)
+from state import DatabaseMissing, DeadLetter, SchemaMismatch, StateError, Store, open_store
+
+T = TypeVar("T")
+Clock = Callable[[], float]
+
+HOUR = 3600.0
+_FACETS_TTL = 30.0
+
+
+class ReadError(Exception):
+    """The database could not be read; ``str()`` is a one-line message for the operator."""
+
+
+def describe(path: str, exc: BaseException) -> str:
+    """One line that tells the operator what is wrong and what to do."""
+    if isinstance(exc, DatabaseMissing):
+        return (f"No database at {path}. Start the sidecar (python -m sidecar) "
+                "or point the console at it with --db PATH.")
+    if isinstance(exc, SchemaMismatch):
+        return f"Database {path} has another schema version: {exc}"
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if "locked" in text or "busy" in text:
+        return f"Database {path} is locked by another process ({text}); retrying."
+    return f"Cannot read database {path}: {text}"
+
+
+class Reader:
+    """Read-only access to the state for the console's screens."""
+
+    def __init__(self, path: str, clock: Clock = time.time) -> None:
+        self.path = path
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._store: Store | None = None
+        self._facets: tuple[float, tuple[str, ...], tuple[str, ...]] | None = None
+
+    # -- plumbing ------------------------------------------------------------------------
+    def _run(self, fn: Callable[[Store], T]) -> T:
+        with self._lock:
+            try:
+                if self._store is None:
+                    self._store = open_store(self.path, readonly=True)
+                return fn(self._store)
+            except (StateError, sqlite3.Error, OSError) as exc:
+                # Reconnect next time: the file may have been replaced or migrated meanwhile.
+                self._close_locked()
+                raise ReadError(describe(self.path, exc)) from exc
+
+    def _close_locked(self) -> None:
+        if self._store is not None:
+            try:
+                self._store.close()
+            except sqlite3.Error:
+                pass
+            self._store = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._close_locked()
+
+    def check(self) -> None:
+        """Opens the database and verifies its schema (raises ReadError)."""
+        self._run(lambda store: store.count_conversations())
+
+    def data_version(self) -> int:
+        """Changes whenever the sidecar (or anyone) commits; cheap enough to poll often."""
+        return self._run(lambda store: store.data_version())
+
+    # -- screens -------------------------------------------------------------------------
+    def overview(self) -> OverviewData:
+        now = self.clock()
+
+        def read(store: Store) -> OverviewData:
+            snapshot, updated_at = store.kv_with_age("health.snapshot")
+            effective = store.get_kv("config.effective")
+            stale_after = 3 * health.probe_interval(effective)
+            metrics = store.load_metrics()
+            hour_ago = now - HOUR
+            outcomes = store.crew_outcomes(hour_ago)
+            webhooks = store.deliveries_per_minute(hour_ago)
+            latency = store.crew_latency_per_minute(hour_ago)
+            return OverviewData(
+                now=now,
+                sidecar=health.sidecar_status(snapshot, updated_at, now, stale_after),
+                health_age=None if updated_at is None else now - updated_at,
+                warnings=health.warnings(snapshot),
+                components=health.components(snapshot),
+                queue=store.queue_stats(now),
+                webhooks_per_minute=health.per_minute(webhooks, hour_ago),
+                latency_per_minute=health.per_minute(((m, mean) for m, mean, _n in latency), hour_ago),
+                crew_requests=sum(outcomes.values()),
+                crew_failures=outcomes.get("failed", 0) + outcomes.get("retry", 0),
+                signature_rejections=health.counter_sum(
+                    metrics, "connector_webhooks_received_total", outcome="rejected_signature"),
+                malformed_rejections=health.counter_sum(
+                    metrics, "connector_webhooks_received_total", outcome="rejected_malformed"),
+                webhooks_last_hour=sum(n for _m, n in webhooks),
+                last_delivery_at=store.last_delivery_at(),
+            )
+
+        return self._run(read)
+
+    def conversations(self, query: ConversationQuery) -> ConversationsPage:
+        now = self.clock()
+
+        def read(store: Store) -> ConversationsPage:
+            # One extra row tells whether a next page exists without counting the filter.
+            rows = store.list_conversations(
+                channel=query.channel or None, crew=query.crew or None, owner=query.owner or None,
+                text=query.text.strip() or None, limit=query.page_size + 1,
+                offset=query.page * query.page_size,
+            )
+            channels, crews = self._facets_locked(store, now)
+            return ConversationsPage(
+                now=now, query=query, rows=tuple(rows[: query.page_size]),
+                has_next=len(rows) > query.page_size,
+                total=None if query.filtered else store.count_conversations(),
+                channels=channels, crews=crews,
+            )
+
+        return self._run(read)
+
+    def _facets_locked(self, store: Store, now: float) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        # New channels and crews appear rarely; re-reading them every second would be waste.
+        if self._facets is None or now - self._facets[0] > _FACETS_TTL or now < self._facets[0]:
+            channels, crews = store.conversation_facets()
+            self._facets = (now, tuple(channels), tuple(crews))
+        return self._facets[1], self._facets[2]
+
+    def conversation(self, account_id: int, conversation_id: int) -> ConversationDetail:
+        now = self.clock()
+
+        def read(store: Store) -> ConversationDetail:
+            jobs = store.jobs_for_conversation(account_id, conversation_id)
+            job_ids = [j.id for j in jobs]
+            return ConversationDetail(
+                now=now, account_id=account_id, conversation_id=conversation_id,
+                conversation=store.get_conversation_row(account_id, conversation_id),
+                messages=tuple(store.conversation_messages(account_id, conversation_id)),
+                decisions=tuple(store.conversation_decisions(account_id, conversation_id)),
+                jobs=tuple(jobs),
+                attempts=tuple(store.attempts_for_jobs(job_ids)),
+                actions=tuple(store.actions_for_jobs(job_ids)),
+            )
+
+        return self._run(read)
+
+    def decisions(self, window_seconds: float) -> DecisionsData:
+        now = self.clock()
+
+        def read(store: Store) -> DecisionsData:
+            counts = store.decision_counts(now - window_seconds)
+            per_crew: Counter[str] = Counter()
+            per_source: Counter[str] = Counter()
+            for crew, source, n in counts:
+                per_crew[crew] += n
+                per_source[source] += n
+            return DecisionsData(
+                now=now, window_seconds=window_seconds, rows=tuple(store.recent_decisions(limit=200)),
+                per_crew=tuple(per_crew.most_common()), per_source=tuple(per_source.most_common()),
+            )
+
+        return self._run(read)
+
+    def dead_letters(self) -> DeadLettersData:
+        now = self.clock()
+
+        def read(store: Store) -> DeadLettersData:
+            return DeadLettersData(now=now, rows=tuple(store.dead_letters(limit=200)),
+                                   total=store.queue_stats(now).dead)
+
+        return self._run(read)
+
+    def dead_letter(self, job_id: int) -> DeadLetter | None:
+        return self._run(lambda store: store.dead_letter(job_id))
+
+    def config(self) -> ConfigData:
+        now = self.clock()
+
+        def read(store: Store) -> ConfigData:
+            status = store.get_kv("config.status")
+            effective, updated_at = store.kv_with_age("config.effective")
+            return ConfigData(
+                now=now,
+                status=status if isinstance(status, dict) else None,
+                effective=effective if isinstance(effective, dict) else None,
+                effective_age=None if updated_at is None else now - updated_at,
+                audit=tuple(store.config_audit(limit=100)),
+                operator_actions=tuple(store.operator_actions(limit=100)),
+            )
+
+        return self._run(read)

@@ -1,0 +1,1 @@
+"""Provides the console's screens: one module per view, modals in ``*_modal.py``."""

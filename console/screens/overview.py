@@ -1,0 +1,129 @@
+"""Provides OverviewScreen: is everything healthy, and how busy is the connector?"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, VerticalScroll
+from textual.widgets import Label, Sparkline, Static
+
+from console.format import age, literal, seconds, since
+from console.screens.base import LiveScreen
+from console.snapshots import OverviewData
+from console.widgets.live_table import LiveTable
+
+OLDEST_PENDING_ALERT = 120.0
+"""A job waiting longer than this means the worker is stuck or a back-end is down."""
+ERROR_RATE_ALERT = 0.2
+_STATUS_STYLE = {"ok": "bold green", "degraded": "bold yellow", "down": "bold red",
+                 "stale": "bold red", "unknown": "bold yellow"}
+
+
+def _figure(label: str, value: str, alert: bool = False) -> tuple[Text, Text]:
+    return Text(label, style="dim"), Text(value, style="bold red" if alert else "bold")
+
+
+class OverviewScreen(LiveScreen):
+    """Health of every component, traffic and latency charts, queue and error figures."""
+
+    NAV = "overview"
+    VIEW_TITLE = "Overview"
+    HELP = ("Health of the sidecar and of every peer and crew back-end (with its circuit "
+            "breaker), webhooks per minute and mean crew latency over the last hour, queue "
+            "depth, oldest pending job, dead letters, crew error rate and signature "
+            "rejections. Red means someone should look.")
+
+    def compose_body(self) -> ComposeResult:
+        with VerticalScroll(id="overview-body"):
+            yield Static(id="sidecar")
+            with Horizontal(id="overview-top"):
+                yield Static(id="figures")
+                table = LiveTable(id="components")
+                table.set_columns(("name", "Component"), ("status", "Status"), ("breaker", "Breaker"),
+                                  ("recent", "Fail/req"), ("latency", "Latency"),
+                                  ("checked", "Checked"), ("detail", "Detail"))
+                yield table
+            yield Label("Webhooks per minute, last hour", id="webhooks-label")
+            yield Sparkline([], id="webhooks")
+            yield Label("Crew latency per minute (mean), last hour", id="latency-label")
+            yield Sparkline([], id="latency")
+            yield Static(id="warnings")
+
+    def fetch(self, args: Any) -> OverviewData:
+        return self.ctx.reader.overview()
+
+    def status_text(self, data: OverviewData) -> str:
+        return f"sidecar {data.sidecar}"
+
+    def show(self, data: OverviewData) -> None:
+        self._show_sidecar(data)
+        self._show_figures(data)
+        self._show_components(data)
+        self.query_one("#webhooks", Sparkline).data = list(data.webhooks_per_minute)
+        self.query_one("#latency", Sparkline).data = list(data.latency_per_minute)
+        busiest = max(data.webhooks_per_minute, default=0)
+        self.query_one("#webhooks-label", Label).update(
+            f"Webhooks per minute, last hour: {data.webhooks_last_hour:,} total, peak {busiest:.0f}/min")
+        slowest = max(data.latency_per_minute, default=0)
+        self.query_one("#latency-label", Label).update(
+            f"Crew latency per minute (mean), last hour: worst {seconds(slowest) if slowest else '-'}")
+        warnings = Text()
+        for warning in data.warnings:
+            warnings.append("⚠ ", style="bold yellow")
+            warnings.append_text(literal(warning, limit=200))
+            warnings.append("\n")
+        self.query_one("#warnings", Static).update(warnings)
+
+    def _show_sidecar(self, data: OverviewData) -> None:
+        text = Text("Sidecar ", style="bold")
+        label = {"stale": "NOT RUNNING (health report is stale)",
+                 "unknown": "NO HEALTH REPORT YET (is the sidecar running?)"}.get(data.sidecar,
+                                                                            data.sidecar.upper())
+        text.append(label, style=_STATUS_STYLE.get(data.sidecar, "bold"))
+        if data.health_age is not None:
+            text.append(f"  · health reported {age(data.health_age)} ago", style="dim")
+        self.query_one("#sidecar", Static).update(text)
+
+    def _show_figures(self, data: OverviewData) -> None:
+        queue = data.queue
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(no_wrap=True)
+        grid.add_column(no_wrap=True, justify="right")
+        rate = data.error_rate
+        old = queue.oldest_pending_age
+        rows = [
+            _figure("Queue depth", f"{queue.depth:,}"),
+            _figure("  pending / in flight", f"{queue.pending:,} / {queue.in_flight:,}"),
+            _figure("  waiting for crew", f"{queue.waiting:,}"),
+            _figure("Oldest pending", age(old), old is not None and old > OLDEST_PENDING_ALERT),
+            _figure("Dead letters", f"{queue.dead:,}", queue.dead > 0),
+            _figure("Crew error rate 1h",
+                    "-" if rate is None else f"{rate:.0%} of {data.crew_requests:,}",
+                    rate is not None and rate >= ERROR_RATE_ALERT),
+            _figure("Signature rejections", f"{data.signature_rejections:,}", data.signature_rejections > 0),
+            _figure("Malformed rejections", f"{data.malformed_rejections:,}", data.malformed_rejections > 0),
+            _figure("Last webhook", f"{since(data.last_delivery_at, data.now)} ago"
+                    if data.last_delivery_at else "never"),
+        ]
+        for label, value in rows:
+            grid.add_row(label, value)
+        self.query_one("#figures", Static).update(grid)
+
+    def _show_components(self, data: OverviewData) -> None:
+        rows = []
+        for c in data.components:
+            style = "bold red" if c.attention else ""
+            status_style = "bold red" if c.attention else "green" if c.status == "ok" else "dim"
+            rows.append((c.name, (
+                literal(c.name, 28, style),
+                literal(c.status, 10, status_style),
+                literal(c.breaker or "-", 9, "bold red" if c.breaker in ("open", "half_open") else ""),
+                literal(c.recent or "-", 8),
+                literal("-" if c.latency_ms is None else f"{c.latency_ms:.0f}ms", 8),
+                literal(since(c.checked_at, data.now), 6),
+                literal(c.detail, 60, "red" if c.attention else "dim"),
+            )))
+        self.query_one("#components", LiveTable).sync(rows)

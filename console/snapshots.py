@@ -1,0 +1,148 @@
+"""Provides the immutable records one refresh of each screen produces (no Textual here).
+
+The reader builds these in a worker thread; screens only render them on the UI thread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from state import (
+    AuditEntry,
+    ConversationRow,
+    CrewAttempt,
+    DeadLetter,
+    Job,
+    MessageRow,
+    OperatorAction,
+    QueueStats,
+    RoutingDecisionRow,
+)
+
+OWNERS = ("bot", "human", "paused")
+"""Owner values an operator can filter on."""
+
+
+@dataclass(frozen=True, slots=True)
+class Component:
+    """Health of one component as last reported by the sidecar."""
+
+    name: str
+    status: str
+    detail: str = ""
+    latency_ms: float | None = None
+    checked_at: float | None = None
+    breaker: str = ""
+    """``closed``, ``open`` or ``half_open`` for crew back-ends."""
+    recent: str = ""
+    """Recent failures / requests of a back-end, e.g. ``3/10``."""
+
+    @property
+    def attention(self) -> bool:
+        """Whether an operator should look at it (shown in red)."""
+        return self.status not in ("ok", "disabled", "unknown", "") or self.breaker in ("open", "half_open")
+
+
+@dataclass(frozen=True, slots=True)
+class OverviewData:
+    """Everything the overview shows."""
+
+    now: float
+    sidecar: str
+    """``ok``, ``degraded``, ``down``, ``stale`` (no recent snapshot) or ``unknown``."""
+    health_age: float | None
+    warnings: tuple[str, ...]
+    components: tuple[Component, ...]
+    queue: QueueStats
+    webhooks_per_minute: tuple[float, ...]
+    latency_per_minute: tuple[float, ...]
+    """Mean crew latency in seconds per minute (0 where no request ran)."""
+    crew_requests: int
+    crew_failures: int
+    signature_rejections: int
+    malformed_rejections: int
+    webhooks_last_hour: int
+    last_delivery_at: float | None
+
+    @property
+    def error_rate(self) -> float | None:
+        """Share of crew requests in the last hour that failed or had to be retried."""
+        return self.crew_failures / self.crew_requests if self.crew_requests else None
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationQuery:
+    """The filters and page of the conversations list."""
+
+    channel: str = ""
+    crew: str = ""
+    owner: str = ""
+    text: str = ""
+    page: int = 0
+    page_size: int = 50
+
+    @property
+    def filtered(self) -> bool:
+        return bool(self.channel or self.crew or self.owner or self.text.strip())
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationsPage:
+    """One page of conversations plus what the filter pickers offer."""
+
+    now: float
+    query: ConversationQuery
+    rows: tuple[ConversationRow, ...]
+    has_next: bool
+    total: int | None
+    """All conversations (only counted when no filter is set: a filtered count would scan)."""
+    channels: tuple[str, ...]
+    crews: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationDetail:
+    """One conversation with its thread and what the sidecar did about it."""
+
+    now: float
+    account_id: int
+    conversation_id: int
+    conversation: ConversationRow | None
+    messages: tuple[MessageRow, ...]
+    decisions: tuple[RoutingDecisionRow, ...]
+    jobs: tuple[Job, ...]
+    attempts: tuple[CrewAttempt, ...]
+    actions: tuple[dict[str, Any], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionsData:
+    """Recent routing decisions and their counts over a window."""
+
+    now: float
+    window_seconds: float
+    rows: tuple[RoutingDecisionRow, ...]
+    per_crew: tuple[tuple[str, int], ...]
+    per_source: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLettersData:
+    """The dead-letter list (newest first)."""
+
+    now: float
+    rows: tuple[DeadLetter, ...]
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigData:
+    """The masked effective config, whether the last edit was valid, and the audit trails."""
+
+    now: float
+    status: dict[str, Any] | None
+    effective: dict[str, Any] | None
+    effective_age: float | None
+    audit: tuple[AuditEntry, ...]
+    operator_actions: tuple[OperatorAction, ...] = field(default_factory=tuple)

@@ -1,0 +1,128 @@
+"""Provides a deterministic database for the console tests, written through ``state`` only."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from state import Store, open_store
+
+T0 = 1_700_000_000.0
+"""When the seeded story starts (fixed, so ages on screen are stable)."""
+NOW = T0 + 600.0
+"""The fixed "now" the tests give the console."""
+HOSTILE = "[bold]not bold[/] [red]x[/red] [/] [link=http://evil]click[/link] \x1b[31mESC\x1b[0m"
+RTL = "مرحبا، أريد معرفة السعر 🙂 שלום"
+LONG = "A" * 10_000
+
+HEALTH = {
+    "status": "degraded",
+    "at": NOW - 5,
+    "warnings": ["crew back-end suporte: circuit breaker open"],
+    "checks": {
+        "database": {"status": "ok", "detail": "write probe 2ms", "latency_ms": 2.0, "checked_at": NOW - 5},
+        "chatwoot": {"status": "ok", "detail": "", "latency_ms": 41.0, "checked_at": NOW - 5},
+        "mcp_crew": {"status": "down", "detail": "connection refused", "latency_ms": None,
+                     "checked_at": NOW - 5},
+        "decision_engine": {"status": "disabled", "detail": "local rules", "latency_ms": None,
+                            "checked_at": None},
+        "queue": {"status": "ok", "depth": 1, "oldest_pending_age": 30.0, "dead_letters": 1},
+        "backends": {
+            "vendas": {"status": "ok", "kind": "http", "detail": "",
+                       "breaker": {"state": "closed", "recent_requests": 12, "recent_failures": 0}},
+            "suporte": {"status": "down", "kind": "mcp", "detail": "timeout",
+                        "breaker": {"state": "open", "recent_requests": 10, "recent_failures": 9}},
+        },
+    },
+}
+EFFECTIVE = {
+    "server": {"host": "0.0.0.0", "port": 5000, "admin_token": "****abcd"},
+    "state": {"path": "data/connector.db"},
+    "chatwoot": {"api_url": "http://chatwoot:3000", "api_access_token": "****wxyz"},
+    "health": {"probe_interval_seconds": 15},
+}
+
+CONVERSATIONS: list[dict[str, Any]] = [
+    {"id": 101, "channel": "whatsapp", "inbox": "WhatsApp Vendas", "contact": "Ana Souza", "crew": "vendas"},
+    {"id": 102, "channel": "facebook", "inbox": "Facebook Page", "contact": "Bruno Lima", "crew": "suporte"},
+    {"id": 103, "channel": "instagram", "inbox": "Insta", "contact": "[bold]Eve[/]", "crew": "faq"},
+    {"id": 104, "channel": "webwidget", "inbox": "Site", "contact": RTL, "crew": "vendas"},
+]
+
+
+def _insert_message(tx: Any, conv: int, mid: int, role: str, content: str, at: float) -> None:
+    tx.insert_message(account_id=1, conversation_id=conv, message_id=mid, role=role,
+                      sender_type={"customer": "contact", "bot": "agent_bot"}.get(role, "user"),
+                      sender_id=None, content=content, content_type="text", attachments=[],
+                      private=role == "note", content_hash=f"h{mid}", created_at=at)
+
+
+def seed(path: str) -> None:
+    """Creates a small, complete story: 4 conversations, a served job, a dead letter."""
+    store = open_store(path, migrate=True)
+    try:
+        _seed(store)
+    finally:
+        store.close()
+
+
+def _seed(store: Store) -> None:
+    with store.transaction() as tx:
+        for i, c in enumerate(CONVERSATIONS):
+            at = T0 + 60 * i
+            tx.upsert_conversation(
+                1, c["id"], at, inbox_id=i + 1, inbox_name=c["inbox"], channel=c["channel"],
+                channel_type=f"Channel::{c['channel']}", contact_id=500 + i, contact_name=c["contact"],
+                status="open", crew=c["crew"], last_message_at=at,
+                last_message_preview=[HOSTILE, RTL, LONG, "olá"][i], last_message_role="customer",
+            )
+        for n in range(30):
+            tx.insert_delivery(delivery_id=f"d{n}", dedup_key=f"k{n}", event="message_created",
+                               outcome="accepted", reason="", received_at=T0 + 20 * n, account_id=1,
+                               conversation_id=101, message_id=n, body="{}")
+        # Conversation 101: a full turn (customer, routing, crew attempt, reply in Chatwoot).
+        _insert_message(tx, 101, 1, "customer", HOSTILE, T0 + 1)
+        _insert_message(tx, 101, 2, "customer", RTL, T0 + 2)
+        _insert_message(tx, 101, 3, "customer", LONG, T0 + 3)
+        tx.enqueue_message(1, 101, 1, T0 + 1, 0.0, 0.0)
+        [job] = tx.claim_jobs("w1", T0 + 4, 60.0, 1)
+        tx.set_route(job.id, "w1", crew="vendas", backend="http", source="rules",
+                     reason="keyword [preço] matched", confidence=0.9, now=T0 + 4)
+        tx.record_attempt(job_id=job.id, request_id=job.request_id, crew="vendas", backend="http",
+                          attempt=1, started_at=T0 + 5, duration=1.25, outcome="answered",
+                          status_code=200, error="")
+        tx.store_actions(job.id, "w1", [{"type": "reply", "content": "Olá!"}], T0 + 6)
+        tx.begin_action(job.id, 0, "reply", 1, 101, "hr", T0 + 6)
+        tx.finish_action(job.id, 0, chatwoot_message_id=9001, detail="", now=T0 + 7)
+        _insert_message(tx, 101, 4, "bot", "Olá! Como posso ajudar?", T0 + 7)
+        _insert_message(tx, 101, 5, "note", "private [note] for agents", T0 + 8)
+        _insert_message(tx, 101, 6, "agent", "Oi, aqui é a Carla.", T0 + 9)
+        tx.finish_job(job.id, "w1", "done", "answered", "", T0 + 7)
+        # Conversation 102: the crew kept failing, the job is a dead letter.
+        _insert_message(tx, 102, 7, "customer", "Preciso de ajuda com [meu pedido]", T0 + 61)
+        tx.enqueue_message(1, 102, 7, T0 + 61, 0.0, 0.0)
+        [dead] = tx.claim_jobs("w1", T0 + 62, 60.0, 1)
+        tx.set_route(dead.id, "w1", crew="suporte", backend="mcp", source="engine",
+                     reason="engine chose suporte", confidence=0.75, now=T0 + 62)
+        tx.record_attempt(job_id=dead.id, request_id=dead.request_id, crew="suporte", backend="mcp",
+                          attempt=1, started_at=T0 + 63, duration=30.0, outcome="failed",
+                          status_code=503, error="HTTP 503 from crew")
+        tx.mark_failed(dead.id, "w1", "crew suporte failed 6 times: HTTP 503", T0 + 64)
+        tx.finish_job(dead.id, "w1", "dead", "failed", "crew suporte failed 6 times: HTTP 503", T0 + 64)
+        # Conversation 103: waiting in the queue.
+        _insert_message(tx, 103, 8, "customer", "horário?", T0 + 121)
+        tx.enqueue_message(1, 103, 8, T0 + 121, 0.0, 0.0)
+        tx.put_kv("health.snapshot", HEALTH)
+        tx.put_kv("config.status", {"valid": False, "error": "routing.rules[2].pattern: bad regex",
+                                    "path": "config.yaml", "loaded_at": NOW - 100})
+        tx.put_kv("config.effective", EFFECTIVE)
+        # put_kv stamps wall-clock time; pin it to the story's clock so ages are stable.
+        tx.conn.execute("UPDATE kv SET updated_at=?", (NOW - 5,))
+    store.save_metrics([
+        ("connector_webhooks_received_total", json.dumps({"event": "message_created", "outcome": "accepted"}),
+         "counter", 30),
+        ("connector_webhooks_received_total", json.dumps({"event": "unknown", "outcome": "rejected_signature"}),
+         "counter", 2),
+    ])
+    store.record_config_audit("api:admin", ["routing.default_crew"],
+                              {"routing.default_crew": {"old": "faq", "new": "vendas"}})

@@ -1,0 +1,98 @@
+"""A clear one-line message (never a traceback) when the database cannot be used."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+from textual.widgets import Static
+
+from console.reader import describe
+from console.screens.overview import OverviewScreen
+from console.screens.problem import ProblemScreen
+from console.settings import load_settings
+from tests.console.conftest import build_app
+from tests.console.helpers import LoadWatcher, screen_text, settle
+from tests.console.seed import seed
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def problem(app) -> str:  # noqa: ANN001
+    assert isinstance(app.screen, ProblemScreen), type(app.screen).__name__
+    return str(app.screen.query_one("#problem-message", Static).content)
+
+
+async def test_missing_database_then_it_appears(tmp_path: Path) -> None:
+    """No file: one line saying so; once the sidecar creates it, the view comes back."""
+    path = str(tmp_path / "connector.db")
+    watcher = LoadWatcher()
+    app = build_app(path)
+    async with app.run_test(size=(80, 24), message_hook=watcher) as pilot:
+        await settle(pilot)
+        assert problem(app).startswith(f"No database at {path}.")
+        assert "Traceback" not in screen_text(app)
+        assert not Path(path).exists()  # the console never creates the file
+        seed(path)
+        await pilot.press("r")  # retry now rather than waiting for the timer
+        await watcher.wait_for(lambda data: data is not None and hasattr(data, "components"))
+        await settle(pilot)
+        assert isinstance(app.screen, OverviewScreen)
+
+
+def _old_schema(path: str) -> None:
+    # A database from before the connector's migrations: only a foreign table.
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE events (id INTEGER PRIMARY KEY)")
+    conn.commit()
+    conn.close()
+
+
+async def test_old_schema_message(tmp_path: Path) -> None:
+    path = str(tmp_path / "old.db")
+    _old_schema(path)
+    app = build_app(path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        assert "has another schema version" in problem(app)
+        assert "no connector schema" in problem(app)
+
+
+async def test_newer_schema_message(db_path: str) -> None:
+    conn = sqlite3.connect(db_path)
+    conn.execute("INSERT INTO _sqlite_migrations(migration_set, name, applied_at) "
+                 "VALUES ('connector', '9999_future', '2030-01-01')")
+    conn.commit()
+    conn.close()
+    app = build_app(db_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        assert "newer connector" in problem(app)
+
+
+def test_locked_database_message() -> None:
+    """A lock timeout reads as 'locked', with no SQLite noise beyond one line."""
+    message = describe("x.db", sqlite3.OperationalError("database is locked"))
+    assert message == "Database x.db is locked by another process (database is locked); retrying."
+
+
+def test_settings_precedence(tmp_path: Path) -> None:
+    """--db wins over SIDECAR_DB, which wins over state.path; refresh comes from the file."""
+    config = tmp_path / "config.yaml"
+    config.write_text("state:\n  path: from-file.db\nconsole:\n  refresh_seconds: 0.5\n"
+                      "chatwoot:\n  api_access_token: secret\n")
+    assert load_settings(str(config), None, {}).db_path == "from-file.db"
+    assert load_settings(str(config), None, {"SIDECAR_DB": "env.db"}).db_path == "env.db"
+    settings = load_settings(None, "flag.db", {"SIDECAR_CONFIG": str(config), "SIDECAR_DB": "env.db"})
+    assert (settings.db_path, settings.refresh_seconds) == ("flag.db", 0.5)
+
+
+def test_cli_bad_config_is_one_line(tmp_path: Path) -> None:
+    """A missing --config file exits 2 with one line, not a traceback."""
+    result = subprocess.run([sys.executable, "-m", "console", "--config", str(tmp_path / "nope.yaml")],
+                            capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "config file not found" in result.stderr

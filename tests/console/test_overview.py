@@ -1,0 +1,49 @@
+"""Overview: component health, breakers, queue and intake figures, charts."""
+
+from __future__ import annotations
+
+from console.app import ConsoleApp
+from console.screens.overview import OverviewScreen
+from console.widgets.live_table import LiveTable
+from tests.console.helpers import screen_text, settle
+
+
+async def test_overview_shows_every_component_and_figure(app: ConsoleApp) -> None:
+    """Each peer, the queue and each crew back-end (with its breaker) get a row."""
+    async with app.run_test(size=(140, 36)) as pilot:
+        await settle(pilot)
+        assert isinstance(app.screen, OverviewScreen)
+        table = app.screen.query_one("#components", LiveTable)
+        assert table.row_count == 7
+        text = screen_text(app)
+        assert "Sidecar DEGRADED" in text
+        assert "suporte (mcp)" in text and "open" in text and "9/10" in text
+        assert "connection refused" in text
+        assert "Dead letters                 1" in text
+        assert "Signature rejections         2" in text
+        assert "50% of 2" in text  # one failed crew attempt out of two
+        assert "30 total" in text  # webhooks in the last hour
+        assert "circuit breaker open" in text
+
+
+async def test_overview_marks_attention_in_red(app: ConsoleApp) -> None:
+    """Down components and an open breaker are styled red."""
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot)
+        data = app.screen.data
+        red = {c.name for c in data.components if c.attention}
+        assert red == {"mcp_crew", "suporte (mcp)"}
+        assert data.queue.dead == 1
+
+
+async def test_stale_health_says_sidecar_not_running(db_path: str) -> None:
+    """A health report older than 3 probe intervals means the sidecar is not running."""
+    from tests.console.conftest import build_app
+    from tests.console.seed import NOW
+
+    app = build_app(db_path)
+    app.ctx.reader.clock = lambda: NOW + 3600
+    app.ctx.clock = app.ctx.reader.clock
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot)
+        assert "NOT RUNNING" in screen_text(app)

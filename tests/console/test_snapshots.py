@@ -1,0 +1,42 @@
+"""Snapshots of the main screens over the deterministic seeded database and a fixed clock.
+
+Regenerate with ``pytest tests/console/test_snapshots.py --snapshot-update`` after an
+intended change (textual is pinned exactly, so the SVGs only change when we change them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from textual.pilot import Pilot
+
+from tests.console.conftest import build_app
+from tests.console.helpers import settle
+
+SIZE = (100, 30)
+
+
+def keys_then_settle(*keys: str) -> Callable[[Pilot[None]], object]:
+    async def run_before(pilot: Pilot[None]) -> None:
+        await settle(pilot)
+        for key in keys:
+            await pilot.press(key)
+            await settle(pilot)
+
+    return run_before
+
+
+@pytest.mark.parametrize("name, keys", [
+    ("overview", ()),
+    ("conversations", ("2",)),
+    ("detail", ("2", "down", "down", "down", "enter", "home")),
+    ("routing", ("3",)),
+    ("dead_letters", ("4",)),
+    ("config", ("5",)),
+])
+def test_screen_snapshot(snap_compare, db_path: str, name: str, keys: tuple[str, ...]) -> None:  # noqa: ANN001
+    """The screen looks as approved (layout, colours, literal customer text)."""
+    assert Path(db_path).exists()
+    assert snap_compare(build_app(db_path), terminal_size=SIZE, run_before=keys_then_settle(*keys))
