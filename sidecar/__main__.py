@@ -17,6 +17,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, help="listen port (overrides server.port)")
     parser.add_argument("--demo", action="store_true",
                         help="run with a simulated Chatwoot, MCP-Crew and customers (nothing else needed)")
+    parser.add_argument("--demo-rate", type=float, metavar="RATE",
+                        help="with --demo: customer messages per second (default: $DEMO_RATE, else 1)")
     return parser.parse_args(argv)
 
 
@@ -25,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.demo:
         from sidecar.demo import run_demo
 
-        return run_demo(config_path=args.config, host=args.host, port=args.port)
+        return run_demo(config_path=args.config, host=args.host, port=args.port, rate=args.demo_rate)
     try:
         config = load_config(args.config, os.environ)
     except ConfigError as exc:
