@@ -134,10 +134,21 @@ def image_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ImageRoot]:
     assert builder_dir is not None
     venv = root / "opt" / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    # A normal install from the registry, as the image build does (pip wheel of the same pins).
+    # Tests use no network: the project itself is installed fresh from the copied sources (so
+    # a missing COPY, package or entry point shows up), while its pinned dependencies are
+    # borrowed from the test run's own environment through a .pth line instead of downloaded.
+    site = next((venv / "lib").glob("python3*/site-packages"))
+    borrowed = [p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()]
+    (site / "_borrowed_dependencies.pth").write_text("\n".join(borrowed) + "\n", encoding="utf-8")
+    wheels = root.parent / "wheels"
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check", "--no-index",
+         "--no-deps", "--no-build-isolation", "-w", str(wheels), str(root / builder_dir.args.strip().lstrip("/"))],
+        capture_output=True, text=True, timeout=INSTALL_TIMEOUT)
+    assert built.returncode == 0, built.stderr[-3000:]
     install = subprocess.run(
         [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-         str(root / builder_dir.args.strip().lstrip("/"))],
+         "--no-index", "--no-deps", *map(str, wheels.glob("*.whl"))],
         capture_output=True, text=True, timeout=INSTALL_TIMEOUT)
     assert install.returncode == 0, install.stderr[-3000:]
     values = df.env(FINAL, {"PATH": HOST_PATH})
