@@ -478,7 +478,13 @@ def _banner(setup: DemoSetup, rate: float, chatwoot: FakeChatwoot, crew: FakeCre
     _print(f"  sidecar            {base}   (simulated Chatwoot {chatwoot.url}, simulated MCP-Crew {crew.url})")
     _print(f"  health             curl {base}/health")
     _print(f"  metrics            curl {base}/metrics")
-    _print(f"  config (admin)     curl -H 'Authorization: Bearer {cfg.server.admin_token}' {base}/config")
+    # The admin token goes to an owner-only file, never to the terminal (it would end up in
+    # scroll-back, screenshots and recordings).
+    token_file = setup.config_file.parent / "admin-token"
+    fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(cfg.server.admin_token)
+    _print(f'  config (admin)     curl -H "Authorization: Bearer $(cat {_shown_path(token_file)})" {base}/config')
     _print(f"  console            {_python_command()} -m console --db {db}")
     _print(f"  log file           {log_file}")
     _print(f"  demo config        {_shown_path(setup.config_file)}")
