@@ -70,7 +70,8 @@ class WebhookIntake:
         try:
             text = body.decode("utf-8")
             payload = json.loads(text)
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            # RecursionError: json.loads recurses once per nesting level ("[[[[..." deep bodies).
             return self._reject(400, "rejected_malformed", "body is not valid UTF-8 JSON", delivery_id)
         if not isinstance(payload, dict):
             return self._reject(400, "rejected_malformed", "body is not a JSON object", delivery_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import time
 
@@ -16,10 +17,37 @@ bp = Blueprint("webhooks", url_prefix="/webhook")
 log = get_logger()
 
 
-@bp.post("/chatwoot")
+@bp.post("/chatwoot", stream=True)
 async def chatwoot_webhook(request: Request) -> HTTPResponse:
-    reply = await request.app.ctx.intake.handle(request.body, request.headers)
+    server = request.app.ctx.config.current.server
+    try:
+        body = await _receive_body(request, server.max_body_bytes, server.request_timeout_seconds)
+    except TimeoutError:
+        log_event(log, "webhook.body_timeout", level=30, seconds=server.request_timeout_seconds)
+        return json({"status": "rejected", "error": "request body not received in time"}, status=408)
+    reply = await request.app.ctx.intake.handle(body, request.headers)
     return json(reply.body, status=reply.status)
+
+
+async def _receive_body(request: Request, max_bytes: int, timeout: float) -> bytes:
+    """Reads the whole body within ``timeout`` seconds in total.
+
+    Sanic's REQUEST_TIMEOUT restarts on every received byte, so a client trickling its body
+    (slowloris) would hold the connection for as long as it likes; here the deadline is
+    absolute. On timeout the connection is closed after the 408 (the rest of the body is
+    never read). Streaming routes lift Sanic's size limit, so ours is set again (413).
+    """
+    stream = request.stream
+    if stream is not None:
+        stream.request_max_size = max_bytes
+    try:
+        await asyncio.wait_for(request.receive_body(), timeout)
+    except TimeoutError:
+        if stream is not None:
+            stream.keep_alive = False
+            stream.request_body = None  # do not drain the rest: close right after answering
+        raise
+    return request.body
 
 
 def _bearer_ok(request: Request, expected: str) -> bool:
