@@ -16,7 +16,7 @@ from typing import Any
 from sidecar.context import Services
 from sidecar.intake import IntakeResult, IntakeSettings, record_delivery
 from sidecar.logs import get_logger, log_event
-from sidecar.normalize import normalize
+from sidecar.normalize import KNOWN_EVENTS, normalize
 from sidecar.signature import DELIVERY_HEADER, verify_signature
 from state import StorageUnavailable
 
@@ -84,23 +84,32 @@ class WebhookIntake:
                 settings=self._settings(),
             )
         except StorageUnavailable as exc:
-            svc.metrics.inc("connector_webhooks_received_total", event=inbound.event or "unknown",
+            svc.metrics.inc("connector_webhooks_received_total", event=_event_label(inbound.event),
                             outcome="storage_unavailable")
             log_event(log, "webhook.storage_unavailable", level=40, delivery=delivery_id, error=str(exc))
             return IntakeReply(503, {"status": "unavailable", "error": "storage unavailable, not accepted"})
 
         self.last_delivery_at = now
         elapsed = time.monotonic() - started
-        svc.metrics.inc("connector_webhooks_received_total", event=inbound.event or "unknown", outcome=result.outcome)
+        svc.metrics.inc("connector_webhooks_received_total", event=_event_label(inbound.event),
+                        outcome=result.outcome)
         svc.metrics.observe("connector_intake_duration_seconds", elapsed)
         if result.job_id is not None or result.cancelled_jobs:
             svc.wake.set()
         log_event(
-            log, "webhook.received", delivery=delivery_id, event=inbound.event, outcome=result.outcome,
+            log, "webhook.received", delivery=delivery_id, event=_event_label(inbound.event), outcome=result.outcome,
             reason=result.reason, conversation=_conv(result), job=result.job_id,
             unsigned=True if check.unsigned else None, ms=round(elapsed * 1000, 2),
         )
         return IntakeReply(200, {"status": result.outcome, "reason": result.reason})
+
+
+def _event_label(event: str) -> str:
+    """Event names come from the sender: unknown ones are folded into one label, so a
+    hostile body can neither blow up metric cardinality nor write a huge log field."""
+    if event in KNOWN_EVENTS:
+        return event
+    return "unknown" if not event else "other"
 
 
 def _conv(result: IntakeResult) -> str | None:

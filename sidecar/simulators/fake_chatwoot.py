@@ -488,6 +488,8 @@ class FakeChatwoot:
 
     async def _echo_message(self, conv: FakeConversation, msg: StoredMessage) -> None:
         """Send the created message back as a webhook, before or after the HTTP answer."""
+        if not self._echoing:
+            return
         payload = message_event(conv, msg)  # built now: agent-bot payloads are computed synchronously
         if self.echo_before_response:
             await self.send_event(payload)
