@@ -15,11 +15,14 @@ from sanic.response import HTTPResponse, json
 
 from sidecar.chatwoot import ChatwootClient
 from sidecar.config import Config, secret_values
+from sidecar.config_live import ConfigManager
 from sidecar.context import BreakerBoard, ConfigHolder, Services
 from sidecar.crew.registry import CrewRegistry
+from sidecar.health import HealthMonitor
 from sidecar.logs import REDACTOR, get_logger, log_event, setup_logging
 from sidecar.metrics import Metrics
 from sidecar.routes import api
+from sidecar.routes import bench as bench_routes
 from sidecar.webhook_intake import WebhookIntake
 from sidecar.worker import QueueWorker
 from sidecar.writer import StateWriter
@@ -39,6 +42,8 @@ class SidecarContext:
     intake: WebhookIntake | None = None
     worker: QueueWorker | None = None
     background: list[asyncio.Task[Any]] = field(default_factory=list)
+    health: HealthMonitor | None = None
+    config_manager: ConfigManager | None = None
     started_at: float = field(default_factory=time.time)
 
 
@@ -52,6 +57,8 @@ def create_app(config: Config, *, config_path: str | None = None, name: str = "c
     app.config.GRACEFUL_SHUTDOWN_TIMEOUT = 15.0
     app.config.NOISY_EXCEPTIONS = False
     app.blueprint(api)
+    if bench_routes.enabled():  # benchmark baseline only, never in production (routes/bench.py)
+        app.blueprint(bench_routes.bp)
     app.error_handler.add(SanicException, _json_error)
     app.error_handler.add(Exception, _json_error)
 
@@ -59,10 +66,12 @@ def create_app(config: Config, *, config_path: str | None = None, name: str = "c
                   max_bytes=config.logging.max_bytes, backup_count=config.logging.backup_count,
                   secrets=secret_values(config), to_stderr=log_to_stderr)
     app.ctx.config.on_change(lambda old, new: REDACTOR.set_secrets(secret_values(new)))
+    app.ctx.config.on_change(lambda old, new: _apply_server_limits(app, new))
 
     @app.before_server_start
     async def open_resources(app: Sanic) -> None:
         await _open(app)
+        _attach_operator_surface(app.ctx)
 
     @app.after_server_start
     async def start_background(app: Sanic) -> None:
@@ -72,6 +81,9 @@ def create_app(config: Config, *, config_path: str | None = None, name: str = "c
             ctx.worker = QueueWorker(ctx.services)
             ctx.background.append(asyncio.create_task(ctx.worker.run(), name="queue-worker"))
         ctx.background.append(asyncio.create_task(_flush_metrics_forever(ctx.services), name="metrics"))
+        assert ctx.health is not None and ctx.config_manager is not None
+        ctx.background.append(asyncio.create_task(ctx.health.run(), name="health-probes"))
+        ctx.background.append(asyncio.create_task(ctx.config_manager.watch(), name="config-watcher"))
         cfg = ctx.config.current
         log_event(log, "sidecar.ready", host=cfg.server.host, port=cfg.server.port, pid=_pid())
 
@@ -93,6 +105,7 @@ def create_app(config: Config, *, config_path: str | None = None, name: str = "c
     async def close_resources(app: Sanic) -> None:
         ctx: SidecarContext = app.ctx
         if ctx.services is not None:
+            await ctx.services.crews.close()  # ends MCP sessions before the loop goes away
             await ctx.services.session.close()
             ctx.services.writer.close()
         log_event(log, "sidecar.stopped")
@@ -131,6 +144,15 @@ async def _open(app: Sanic) -> None:
     services.crews.refresh(config)
     ctx.services = services
     ctx.intake = WebhookIntake(services)
+
+
+def _attach_operator_surface(ctx: SidecarContext) -> None:
+    """Config manager (POST /config, file watcher) and health monitor (see their modules)."""
+    assert ctx.services is not None
+    manager = ConfigManager(ctx.services, ctx.config, ctx.config_path)
+    ctx.health = HealthMonitor(ctx.services, warnings=manager.warnings, config_problem=manager.problem)
+    manager.listeners.append(ctx.health.probe_soon)  # new URLs or tokens: probe again now
+    ctx.config_manager = manager
 
 
 async def _flush_metrics(svc: Services) -> None:

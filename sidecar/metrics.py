@@ -7,6 +7,7 @@ second (and at shutdown), so they survive restarts and the console can read them
 from __future__ import annotations
 
 import json
+import math
 import threading
 from collections.abc import Iterable
 from typing import Any
@@ -25,7 +26,30 @@ HELP = {
     "connector_routing_duration_seconds": "Routing decision latency",
     "connector_queue_depth": "Jobs waiting or in progress",
     "connector_dead_letters": "Jobs that gave up",
+    "connector_jobs_dead_lettered_total": "Jobs moved to the dead letters since the state was created",
+    "connector_config_reloads_total": "Config changes applied or refused, by source and outcome",
 }
+
+TYPES = {
+    "connector_webhooks_received_total": "counter",
+    "connector_routing_decisions_total": "counter",
+    "connector_crew_requests_total": "counter",
+    "connector_crew_request_duration_seconds": "histogram",
+    "connector_chatwoot_requests_total": "counter",
+    "connector_chatwoot_request_duration_seconds": "histogram",
+    "connector_intake_duration_seconds": "histogram",
+    "connector_routing_duration_seconds": "histogram",
+    "connector_queue_depth": "gauge",
+    "connector_dead_letters": "gauge",
+    "connector_jobs_dead_lettered_total": "counter",
+    "connector_config_reloads_total": "counter",
+}
+"""Exposed families and their type; each one is always listed, even before its first sample."""
+
+EXPOSED_AS = {"connector_dead_letters_total": "connector_jobs_dead_lettered_total"}
+"""Internal names exposed under another name. ``connector_dead_letters_total`` (a counter) and the
+``connector_dead_letters`` gauge would be one family for Prometheus (a counter's family drops the
+``_total``), which parsers reject as a type clash."""
 
 LabelKey = tuple[tuple[str, str], ...]
 
@@ -136,48 +160,77 @@ class Metrics:
                     self.histograms[key] = Histogram.from_json(value)
 
     # -- exposition -------------------------------------------------------------------
-    def render_prometheus(self) -> str:
-        lines: list[str] = []
+    def _families(self) -> dict[str, list[tuple[LabelKey, Any]]]:
+        """Samples by exposed family name; every documented family is present, even empty."""
+        families: dict[str, list[tuple[LabelKey, Any]]] = {name: [] for name in TYPES}
         with self._lock:
-            by_name: dict[str, list[tuple[str, LabelKey, Any]]] = {}
-            for (name, lk), v in self.counters.items():
-                by_name.setdefault(name, []).append(("counter", lk, v))
-            for (name, lk), v in self.gauges.items():
-                by_name.setdefault(name, []).append(("gauge", lk, v))
-            for (name, lk), h in self.histograms.items():
-                by_name.setdefault(name, []).append(("histogram", lk, h))
-        for name in sorted(by_name):
-            entries = by_name[name]
-            kind = entries[0][0]
-            lines.append(f"# HELP {name} {HELP.get(name, name)}")
+            items: list[tuple[str, LabelKey, Any]] = [(n, lk, v) for (n, lk), v in self.counters.items()]
+            items += [(n, lk, v) for (n, lk), v in self.gauges.items()]
+            items += [(n, lk, _copy_histogram(h)) for (n, lk), h in self.histograms.items()]
+        for name, lk, value in items:
+            families.setdefault(EXPOSED_AS.get(name, name), []).append((lk, value))
+        return families
+
+    def _kind(self, name: str, entries: list[tuple[LabelKey, Any]]) -> str:
+        if name in TYPES:
+            return TYPES[name]
+        if entries and isinstance(entries[0][1], Histogram):
+            return "histogram"
+        return "counter" if name.endswith("_total") else "gauge"
+
+    def render_prometheus(self) -> str:
+        """Prometheus text exposition format 0.0.4."""
+        lines: list[str] = []
+        families = self._families()
+        for name in sorted(families):
+            entries = sorted(families[name], key=lambda e: e[0])
+            kind = self._kind(name, entries)
+            lines.append(f"# HELP {name} {_escape_help(HELP.get(name, name))}")
             lines.append(f"# TYPE {name} {kind}")
-            for _, lk, value in sorted(entries, key=lambda e: e[1]):
-                if kind == "histogram":
+            for lk, value in entries:
+                if isinstance(value, Histogram):
+                    if kind != "histogram":
+                        continue
                     cumulative = 0
-                    for bound, count in zip((*BUCKETS, float("inf")), value.counts, strict=True):
+                    for bound, count in zip((*BUCKETS, math.inf), value.counts, strict=True):
                         cumulative += count
-                        le = "+Inf" if bound == float("inf") else repr(bound)
+                        le = "+Inf" if bound == math.inf else repr(bound)
                         lines.append(f"{name}_bucket{_labels(lk + (('le', le),))} {cumulative}")
-                    lines.append(f"{name}_sum{_labels(lk)} {value.sum}")
+                    lines.append(f"{name}_sum{_labels(lk)} {_num(value.sum)}")
                     lines.append(f"{name}_count{_labels(lk)} {value.count}")
-                else:
+                elif kind != "histogram":
                     lines.append(f"{name}{_labels(lk)} {_num(value)}")
         return "\n".join(lines) + "\n"
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, list[dict[str, Any]]] = {}
-        with self._lock:
-            for (name, lk), v in sorted(self.counters.items()):
-                out.setdefault(name, []).append({"labels": dict(lk), "value": v})
-            for (name, lk), v in sorted(self.gauges.items()):
-                out.setdefault(name, []).append({"labels": dict(lk), "value": v})
-            for (name, lk), h in sorted(self.histograms.items(), key=lambda kv: kv[0]):
-                out.setdefault(name, []).append({
-                    "labels": dict(lk), "count": h.count, "sum": h.sum,
-                    "p50": h.quantile(0.5), "p99": h.quantile(0.99),
-                    "buckets": dict(zip([*map(str, BUCKETS), "+Inf"], h.counts, strict=True)),
-                })
+        """The same figures as the text format, one entry per family."""
+        out: dict[str, Any] = {}
+        families = self._families()
+        for name in sorted(families):
+            entries = sorted(families[name], key=lambda e: e[0])
+            kind = self._kind(name, entries)
+            samples: list[dict[str, Any]] = []
+            for lk, value in entries:
+                if isinstance(value, Histogram):
+                    samples.append({
+                        "labels": dict(lk), "count": value.count, "sum": value.sum,
+                        "p50": value.quantile(0.5), "p99": value.quantile(0.99),
+                        "buckets": dict(zip([*map(str, BUCKETS), "+Inf"], value.counts, strict=True)),
+                    })
+                else:
+                    samples.append({"labels": dict(lk), "value": value})
+            out[name] = {"type": kind, "help": HELP.get(name, name), "samples": samples}
         return out
+
+
+def _copy_histogram(h: Histogram) -> Histogram:
+    copy = Histogram()
+    copy.counts, copy.sum, copy.count = list(h.counts), h.sum, h.count
+    return copy
+
+
+def _escape_help(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
 
 
 def _labels(lk: LabelKey) -> str:
@@ -192,4 +245,9 @@ def _escape_label(value: str) -> str:
 
 
 def _num(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(value)
+    number = float(value)
+    if math.isnan(number):
+        return "NaN"
+    if math.isinf(number):
+        return "+Inf" if number > 0 else "-Inf"
+    return str(int(number)) if number.is_integer() else repr(number)

@@ -1,24 +1,24 @@
-"""Provides GET /health (database reachable; the full operator checks extend it)."""
+"""Provides GET /health: cached peer checks, a live database write/read and the queue.
+
+The status rules are documented in :mod:`sidecar.health`. Only ``down`` answers 503, so a
+load balancer keeps sending webhooks while a peer is merely unreachable (they are queued).
+"""
 
 from __future__ import annotations
+
+import time
 
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 
 from sidecar import __version__
-from state import StateError
+from sidecar.health import with_ages
 
 bp = Blueprint("health")
 
 
 @bp.get("/health")
 async def health(request: Request) -> HTTPResponse:
-    svc = request.app.ctx.services
-    try:
-        latency = await svc.writer.call(svc.writer.store.probe_write)
-        database = {"status": "ok", "latency_ms": round(latency * 1000, 2)}
-    except StateError as exc:
-        database = {"status": "down", "error": str(exc)}
-    status = "ok" if database["status"] == "ok" else "down"
-    return json({"status": status, "checks": {"database": database}, "version": __version__},
-                status=200 if status != "down" else 503)
+    doc = await request.app.ctx.health.snapshot()
+    body = {**with_ages(doc, time.time()), "version": __version__}
+    return json(body, status=503 if doc["status"] == "down" else 200)

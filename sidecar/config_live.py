@@ -1,0 +1,456 @@
+"""Provides ConfigManager: live config changes from ``POST /config`` and from hand edits.
+
+Both paths end in the same place (:meth:`ConfigManager._apply`): the new config replaces the
+running one as a whole (``ConfigHolder.replace``), an audit entry records which keys changed
+(old and new values, secrets masked), and the kv table gets ``config.status`` and
+``config.effective`` for the console.
+
+- ``POST /config`` merges a partial document into the file's raw mapping, validates the result
+  with the same code as start-up, writes config.yaml back atomically (temp file, fsync,
+  ``os.replace``) through ruamel.yaml's round-trip mode so hand-written comments survive, and
+  then applies it.
+- A background task stats config.yaml every second (mtime, size, inode; no extra dependency).
+  A valid edit is applied; an invalid one keeps the last good config running, is logged once
+  in one line naming the key, and shows in ``/health`` until the file is fixed.
+
+Environment variables still win over the file after a change. Keys that cannot change while
+running (listen address, database, log directory, worker start) keep their running value and
+are reported as needing a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import io
+import os
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap
+
+from sidecar.config import (
+    DEFAULT_CONFIG_PATH,
+    ENV_OVERRIDES,
+    Config,
+    ConfigError,
+    config_from_mapping,
+    config_to_dict,
+    deep_merge,
+    load_raw,
+    masked_config_dict,
+)
+from sidecar.context import ConfigHolder, Services
+from sidecar.logs import get_logger, log_event, reconfigure
+from state import StateError
+
+log = get_logger()
+
+WATCH_INTERVAL_SECONDS = 1.0
+RESTART_KEYS: tuple[str, ...] = (
+    "server.host", "server.port", "state.path", "logging.dir", "processing.workers_enabled")
+"""Keys read once at start-up; a change is written and reported, and applies after a restart."""
+
+STATUS_KEY = "config.status"
+EFFECTIVE_KEY = "config.effective"
+_MASK_PREFIX = "****"
+_ENVELOPE_KEYS = {"config", "meta"}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ApplyResult:
+    status: int
+    body: dict[str, Any]
+
+
+def _get(config: Config, dotted: str) -> Any:
+    value: Any = config
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def _flatten(doc: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Dotted leaf keys; lists are leaves (a rule list changes as a whole)."""
+    out: dict[str, Any] = {}
+    for key, value in doc.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, Mapping) and value:
+            out.update(_flatten(value, dotted))
+        else:
+            out[dotted] = value
+    return out
+
+
+def config_changes(old: Config, new: Config) -> dict[str, dict[str, Any]]:
+    """``{dotted key: {"old", "new"}}`` of every changed value, secrets masked."""
+    plain_old, plain_new = _flatten(config_to_dict(old)), _flatten(config_to_dict(new))
+    shown_old, shown_new = _flatten(masked_config_dict(old)), _flatten(masked_config_dict(new))
+    changes: dict[str, dict[str, Any]] = {}
+    for key in sorted(set(plain_old) | set(plain_new)):
+        if plain_old.get(key) != plain_new.get(key):
+            changes[key] = {"old": shown_old.get(key), "new": shown_new.get(key)}
+    return changes
+
+
+def _keep_running(running: Config, new: Config) -> Config:
+    """``new`` with the start-up-only keys kept at their running values."""
+    return dataclasses.replace(
+        new,
+        server=dataclasses.replace(new.server, host=running.server.host, port=running.server.port),
+        state=running.state,
+        logging=dataclasses.replace(new.logging, dir=running.logging.dir),
+        processing=dataclasses.replace(new.processing, workers_enabled=running.processing.workers_enabled),
+    )
+
+
+def env_overridden(patch: Mapping[str, Any], env: Mapping[str, str]) -> list[str]:
+    """Posted keys that an environment variable overrides (the env value keeps winning)."""
+    out = []
+    for name, section, file_key, _ in ENV_OVERRIDES:
+        posted = patch.get(section)
+        if isinstance(posted, Mapping) and file_key in posted and (env.get(name) or "").strip():
+            out.append(f"{section}.{file_key} (env {name})")
+    return out
+
+
+def strip_masked_echoes(patch: Mapping[str, Any], masked: Mapping[str, Any], plain: Mapping[str, Any],
+                        prefix: str = "") -> dict[str, Any]:
+    """The patch without secrets echoed in their masked form (``GET /config`` output sent back).
+
+    A value equal to the running secret's mask means "unchanged" and is left out, so the file
+    keeps the real secret. Inside a secret list (webhook secrets during a rotation) a masked
+    item is replaced by the secret it masks. Any other value starting with ``****`` is refused:
+    it is a mask, not a secret, and writing it would lock Chatwoot or the crews out.
+    """
+    out: dict[str, Any] = {}
+    for key, value in patch.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        shown = masked.get(key) if isinstance(masked, Mapping) else None
+        real = plain.get(key) if isinstance(plain, Mapping) else None
+        if isinstance(value, Mapping):
+            out[key] = strip_masked_echoes(value, shown if isinstance(shown, Mapping) else {},
+                                           real if isinstance(real, Mapping) else {}, dotted)
+        elif isinstance(value, str) and value.startswith(_MASK_PREFIX) and value != real:
+            if value != shown:
+                raise ConfigError(dotted, "is a masked value (****…); send the real secret or leave the key out")
+            # else: the running secret's own mask, i.e. "unchanged": left out of the patch
+        elif isinstance(value, list) and any(isinstance(v, str) and v.startswith(_MASK_PREFIX) for v in value):
+            shown_items = shown if isinstance(shown, list) else [shown]
+            real_items = real if isinstance(real, list) else [real]
+            items = []
+            for index, item in enumerate(value):
+                if isinstance(item, str) and item.startswith(_MASK_PREFIX):
+                    if item not in shown_items:
+                        raise ConfigError(f"{dotted}[{index}]", "is a masked value (****…) of no current secret")
+                    item = real_items[shown_items.index(item)]
+                items.append(item)
+            if items != real_items:
+                out[key] = items
+        else:
+            out[key] = value
+    return out
+
+
+def _is_mask(value: Any) -> bool:
+    if isinstance(value, list):
+        return any(_is_mask(v) for v in value)
+    return isinstance(value, str) and value.startswith(_MASK_PREFIX)
+
+
+def _drop_env_masks(document: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    """Masked echoes of keys the environment sets are dropped before anything else: their
+    running value comes from the environment and must never be copied into the file."""
+    out = dict(document)
+    for name, section, file_key, _ in ENV_OVERRIDES:
+        posted = out.get(section)
+        if (env.get(name) or "").strip() and isinstance(posted, Mapping) and _is_mask(posted.get(file_key)):
+            out[section] = {k: v for k, v in posted.items() if k != file_key}
+    return out
+
+
+def _yaml() -> YAML:
+    yaml = YAML(typ="rt")
+    yaml.preserve_quotes = True
+    yaml.width = 4096  # never fold a long value (a URL, a regex) onto a second line
+    yaml.indent(mapping=2, sequence=4, offset=2)  # the shipped config.yaml's style
+    return yaml
+
+
+def _merge_into(target: CommentedMap, patch: Mapping[str, Any]) -> None:
+    """Applies ``patch`` to the round-trip document in place, so comments stay where they are."""
+    for key, value in patch.items():
+        if value is None:
+            target.pop(key, None)  # JSON null: back to the default
+        elif isinstance(value, Mapping) and isinstance(target.get(key), CommentedMap):
+            _merge_into(target[key], value)
+        else:
+            target[key] = value
+
+
+def render_patched_yaml(text: str, patch: Mapping[str, Any]) -> str:
+    """config.yaml's text with ``patch`` merged in, comments and layout kept."""
+    yaml = _yaml()
+    doc = yaml.load(text) if text.strip() else None
+    if doc is None:
+        doc = CommentedMap()
+    if not isinstance(doc, CommentedMap):
+        raise ConfigError("config", "the file's top level is not a mapping")
+    _merge_into(doc, patch)
+    buffer = io.StringIO()
+    yaml.dump(doc, buffer)
+    return buffer.getvalue()
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Temp file in the same directory, fsync, ``os.replace``: readers see old or new, never half."""
+    target = path.resolve()  # a symlinked config (e.g. a mounted volume) is updated where it lives
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    mode = target.stat().st_mode & 0o7777 if target.exists() else 0o600
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    with contextlib.suppress(OSError):
+        dir_fd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def _signature(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+class ConfigManager:
+    """Owns every run-time change of the config (API and file)."""
+
+    def __init__(self, services: Services, holder: ConfigHolder, config_path: str | None, *,
+                 env: Mapping[str, str] | None = None) -> None:
+        self.svc = services
+        self.holder = holder
+        self.path = Path(config_path or DEFAULT_CONFIG_PATH)
+        self._env = env
+        self.error: ConfigError | None = None
+        """The refused hand edit, while config.yaml stays invalid."""
+        self.loaded_at = time.time()
+        self.restart_pending: list[str] = []
+        self.listeners: list[Callable[[], None]] = []
+        """Called after every applied change (e.g. re-probe peers with the new URLs)."""
+        self._lock = asyncio.Lock()
+        self._signature = _signature(self.path)
+        self._existed = self._signature is not None
+        self._reported: tuple[Any, str] | None = None
+        # Start-up values of the restart-only keys as the file (plus env) gave them; a --port on
+        # the command line is not "a change in the file".
+        self._baseline = holder.current
+        if self._existed:
+            with contextlib.suppress(ConfigError):
+                self._baseline = config_from_mapping(self._load_raw()[0], self.env)
+        holder.on_change(self._reconfigure_logging)
+
+    @property
+    def env(self) -> Mapping[str, str]:
+        return os.environ if self._env is None else self._env
+
+    def _load_raw(self) -> tuple[dict[str, Any], str | None]:
+        if not self.path.exists():
+            return {}, None
+        return load_raw(str(self.path), self.env)
+
+    # -- what /health shows ---------------------------------------------------------------
+    def problem(self) -> str | None:
+        if self.error is None:
+            return None
+        return f"config.yaml edit not applied, running the last good config: {self.error}"
+
+    def warnings(self) -> list[str]:
+        config = self.holder.current
+        out = []
+        problem = self.problem()
+        if problem:
+            out.append(problem)
+        if config.chatwoot.allow_unsigned:
+            out.append("chatwoot.allow_unsigned is on: webhook signatures are not checked")
+        elif not config.chatwoot.webhook_secrets:
+            out.append("chatwoot.webhook_secret is empty: every webhook is refused (401)")
+        if config.server.admin_token and len(config.server.admin_token) < 32:
+            out.append("server.admin_token is shorter than 32 characters")
+        out += [f"{key} changed in config.yaml: restart the sidecar to apply it" for key in self.restart_pending]
+        return out
+
+    # -- kv for the console ---------------------------------------------------------------
+    async def publish(self) -> None:
+        status = {"valid": self.error is None, "error": str(self.error) if self.error else None,
+                  "path": str(self.path), "loaded_at": self.loaded_at}
+        effective = masked_config_dict(self.holder.current)
+
+        def write(store: Any) -> None:
+            store.put_kv(STATUS_KEY, status)
+            store.put_kv(EFFECTIVE_KEY, effective)
+
+        try:
+            await self.svc.writer.read(write)
+        except StateError as exc:
+            log_event(log, "config.publish_failed", level=30, error=str(exc))
+
+    # -- applying -------------------------------------------------------------------------
+    def _restart_keys(self, new: Config) -> list[str]:
+        return [key for key in RESTART_KEYS if _get(new, key) != _get(self._baseline, key)]
+
+    async def _apply(self, new: Config, *, actor: str, source: str) -> tuple[dict[str, Any], list[str]]:
+        running = self.holder.current
+        restart = self._restart_keys(new)
+        effective = _keep_running(running, new)
+        changes = config_changes(running, effective)
+        fresh_restart = [k for k in restart if k not in self.restart_pending]
+        for key in fresh_restart:
+            changes[key] = {"old": _get(running, key), "new": _get(new, key), "applies": "after a restart"}
+        self.restart_pending = restart
+        self.loaded_at = time.time()
+        if changes:
+            self.holder.replace(effective)
+            try:
+                await self.svc.writer.call(self.svc.writer.store.record_config_audit, actor, list(changes), changes)
+            except StateError as exc:
+                log_event(log, "config.audit_failed", level=40, error=str(exc))
+            log_event(log, "config.applied", source=source, actor=actor, keys=",".join(changes),
+                      restart_required=",".join(restart) or None)
+            self.svc.metrics.inc("connector_config_reloads_total", source=source, outcome="applied")
+            for listener in list(self.listeners):
+                listener()
+        else:
+            self.svc.metrics.inc("connector_config_reloads_total", source=source, outcome="unchanged")
+        await self.publish()
+        return changes, restart
+
+    def _reconfigure_logging(self, old: Config, new: Config) -> None:
+        if dataclasses.replace(old.logging, dir=new.logging.dir) != new.logging:
+            reconfigure(level=new.logging.level, as_json=new.logging.json, max_bytes=new.logging.max_bytes,
+                        backup_count=new.logging.backup_count)
+
+    # -- the file watcher -----------------------------------------------------------------
+    async def watch(self, interval: float = WATCH_INTERVAL_SECONDS) -> None:
+        """Background task: applies hand edits of config.yaml (see module docs)."""
+        await self.publish()
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.check_file()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the watcher must survive any one bad edit
+                log.exception("config watcher failed")
+
+    async def check_file(self) -> None:
+        async with self._lock:
+            signature = _signature(self.path)
+            if signature == self._signature:
+                return
+            self._signature = signature
+            if signature is None and not self._existed:
+                return  # running on defaults without a file, and there still is none
+            try:
+                if signature is None:
+                    raise ConfigError(str(self.path), "file not found (deleted or renamed)")
+                self._existed = True
+                raw, source = self._load_raw()
+                new = config_from_mapping(raw, self.env, source_path=source)
+            except ConfigError as exc:
+                await self._refuse(exc)
+                return
+            recovered = self.error is not None
+            self.error = None
+            self._reported = None
+            if recovered:
+                log_event(log, "config.recovered", path=str(self.path))
+            await self._apply(new, actor="file", source="file")
+
+    async def _refuse(self, exc: ConfigError) -> None:
+        self.error = exc
+        # One line per distinct problem: an editor saving the same broken file twice must not
+        # flood the log.
+        if self._reported != (exc.key, exc.reason):
+            self._reported = (exc.key, exc.reason)
+            log_event(log, "config.invalid", level=40, path=str(self.path), key=exc.key, reason=exc.reason,
+                      action="kept the last good config")
+            self.svc.metrics.inc("connector_config_reloads_total", source="file", outcome="rejected")
+        await self.publish()
+        for listener in list(self.listeners):
+            listener()
+
+    # -- POST /config ---------------------------------------------------------------------
+    async def post(self, document: Any, *, actor: str) -> ApplyResult:
+        if not isinstance(document, dict):
+            return _rejected(400, "config", "the body must be a JSON object (a partial config.yaml)")
+        if set(document) <= _ENVELOPE_KEYS and isinstance(document.get("config"), dict):
+            document = document["config"]  # GET /config's answer sent back as it is
+        async with self._lock:
+            try:
+                raw, source = self._load_raw()
+            except ConfigError as exc:
+                return _rejected(409, exc.key, f"config.yaml cannot be read, fix the file first: {exc.reason}")
+            running = self.holder.current
+            try:
+                patch = strip_masked_echoes(_drop_env_masks(document, self.env), masked_config_dict(running),
+                                            config_to_dict(running))
+                merged = deep_merge(raw, patch)
+                new = config_from_mapping(merged, self.env, source_path=source or str(self.path))
+                text = self.path.read_text(encoding="utf-8") if self.path.exists() else ""
+                rendered = render_patched_yaml(text, patch)
+            except ConfigError as exc:
+                self.svc.metrics.inc("connector_config_reloads_total", source="api", outcome="rejected")
+                if self.error is not None:
+                    # The file itself is broken (a hand edit): say so instead of blaming the patch.
+                    return _rejected(409, exc.key, f"{exc.reason} (config.yaml is invalid: fix the file first, "
+                                                   f"or post a valid value for this key)")
+                return _rejected(400, exc.key, exc.reason)
+            if not self._round_trips(rendered, new):
+                return _rejected(500, "config", "the rewritten config.yaml would not load back the same")
+            try:
+                write_atomically(self.path, rendered)
+            except OSError as exc:
+                return _rejected(500, "config", f"cannot write {self.path.name}: {exc.strerror or type(exc).__name__}")
+            self._signature = _signature(self.path)  # our own write is not a hand edit
+            self._existed = True
+            self.error = None
+            self._reported = None
+            changes, restart = await self._apply(new, actor=actor, source="api")
+        body: dict[str, Any] = {
+            "status": "applied" if changes else "unchanged",
+            "changed": list(changes),
+            "restart_required": restart,
+            "overridden_by_env": env_overridden(patch, self.env),
+            "config": masked_config_dict(self.holder.current),
+        }
+        return ApplyResult(200, body)
+
+    def _round_trips(self, text: str, expected: Config) -> bool:
+        """The text we are about to write loads back into exactly the validated config."""
+        import yaml  # PyYAML: the loader start-up uses
+
+        try:
+            data = yaml.safe_load(text) or {}
+            return config_from_mapping(data, self.env, source_path=expected.source_path) == expected
+        except (yaml.YAMLError, ConfigError):
+            return False
+
+
+def _rejected(status: int, key: str, reason: str) -> ApplyResult:
+    return ApplyResult(status, {"status": "rejected", "key": key, "error": f"{key}: {reason}"})

@@ -1,0 +1,244 @@
+"""Provides HealthMonitor: background peer probes and the ``/health`` snapshot.
+
+Peers (Chatwoot, MCP-Crew, the decision engine and every crew back-end) are probed by one
+background task every ``health.probe_interval_seconds``; ``GET /health`` serves the cached
+results, so polling it never makes an outbound call. The database check is local and real
+(a write and a read back) and runs per request, as does the queue check.
+
+Status rules:
+
+- ``down`` (HTTP 503): the database check fails. Nothing can be accepted (intake answers 503).
+- ``degraded``: intake works but something needs attention: Chatwoot, MCP-Crew, an enabled
+  decision engine or a crew back-end is unreachable or its circuit breaker is open; the oldest
+  open job is older than ``QUEUE_STALE_SECONDS``; or a hand edit of config.yaml was refused
+  (the sidecar runs the last good config, which is not what the file says).
+- ``ok`` otherwise. ``warnings`` lists things an operator should know that do not by
+  themselves degrade service (``allow_unsigned`` on, a change that needs a restart).
+
+Dead letters do not degrade the status: they stay until an operator retries or discards
+them, and a status stuck at ``degraded`` would hide the next real outage. Their count is in
+the queue check and in the ``connector_dead_letters`` gauge.
+
+Each cycle also writes the snapshot to the kv table as ``health.snapshot`` for the console.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from sidecar.config import Config
+from sidecar.context import Services
+from sidecar.crew.base import ProbeResult
+from sidecar.logs import get_logger, log_event
+from state import StateError
+
+log = get_logger()
+
+QUEUE_STALE_SECONDS = 900.0
+"""An open job older than this (15 min) marks the queue degraded: work is stuck."""
+
+SNAPSHOT_KEY = "health.snapshot"
+_PROBE_TIMEOUT_SECONDS = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class PeerResult:
+    status: str
+    """``ok``, ``down``, ``disabled`` or ``unknown`` (not probed yet)."""
+    detail: str
+    latency_ms: float | None
+    checked_at: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "detail": self.detail, "latency_ms": self.latency_ms,
+                "checked_at": self.checked_at}
+
+
+_UNKNOWN = PeerResult("unknown", "not probed yet", None, None)
+
+
+def _from_probe(result: ProbeResult, at: float) -> PeerResult:
+    latency = round(result.latency * 1000, 2) if result.latency is not None else None
+    return PeerResult("ok" if result.ok else "down", result.detail, latency, at)
+
+
+async def _timed(probe: Callable[[], Awaitable[ProbeResult]]) -> ProbeResult:
+    """Runs one probe with a hard timeout; a probe's bug is a down peer, not a dead monitor."""
+    started = time.monotonic()
+    try:
+        result = await asyncio.wait_for(probe(), _PROBE_TIMEOUT_SECONDS + 1)
+    except TimeoutError:
+        return ProbeResult(False, "probe timed out", time.monotonic() - started)
+    except Exception as exc:  # noqa: BLE001 - any failure of a probe means "down"
+        return ProbeResult(False, f"probe failed ({type(exc).__name__})", time.monotonic() - started)
+    if result.latency is None:
+        result = ProbeResult(result.ok, result.detail, time.monotonic() - started)
+    return result
+
+
+class HealthMonitor:
+    """Probes peers in the background and assembles the health snapshot."""
+
+    def __init__(self, services: Services, *, warnings: Callable[[], list[str]],
+                 config_problem: Callable[[], str | None]) -> None:
+        self.svc = services
+        self._warnings = warnings
+        self._config_problem = config_problem
+        self.peers: dict[str, PeerResult] = {
+            "chatwoot": _UNKNOWN, "mcp_crew": _UNKNOWN, "decision_engine": _UNKNOWN}
+        self.backends: dict[str, tuple[str, PeerResult, str]] = {}
+        """Back-end name -> (kind, last probe, breaker key)."""
+        self._wake = asyncio.Event()
+        self.probed = asyncio.Event()
+
+    # -- probing ------------------------------------------------------------------------
+    def probe_soon(self) -> None:
+        """Re-probes now (the config changed: URLs and tokens may be different)."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.probe_all()
+                await self.write_snapshot()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the monitor must outlive any one failure
+                log.exception("health probe cycle failed")
+            interval = self.svc.config.current.health.probe_interval_seconds
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=interval)
+            self._wake.clear()
+
+    async def probe_all(self) -> None:
+        config = self.svc.config.current
+        self.svc.crews.refresh(config)
+        backends = self.svc.crews.all_backends()
+        default = backends["default"]
+        named = {name: b for name, b in backends.items() if name != "default"}
+        results = await asyncio.gather(
+            self._probe_chatwoot(),
+            _timed(default.probe),
+            self._probe_decision_engine(config),
+            *(_timed(b.probe) for b in named.values()),
+        )
+        at = time.time()
+        chatwoot, mcp_crew, engine, *others = results
+        before = {name: peer.status for name, peer in self.peers.items()}
+        self.peers = {
+            "chatwoot": _from_probe(chatwoot, at),
+            "mcp_crew": _from_probe(mcp_crew, at),
+            "decision_engine": (PeerResult("disabled", "not configured: the routing rules decide", None, at)
+                                if engine is None else _from_probe(engine, at)),
+        }
+        self.backends = {"default": (default.kind, self.peers["mcp_crew"], default.breaker_key)}
+        for (name, backend), result in zip(named.items(), others, strict=True):
+            self.backends[name] = (backend.kind, _from_probe(result, at), backend.breaker_key)
+        for name, peer in self.peers.items():
+            if before.get(name) not in (peer.status, "unknown"):
+                log_event(log, "health.peer_changed", level=30 if peer.status == "down" else 20,
+                          peer=name, status=peer.status, detail=peer.detail)
+        self.probed.set()
+
+    async def _probe_chatwoot(self) -> ProbeResult:
+        started = time.monotonic()
+
+        async def probe() -> ProbeResult:
+            ok, detail = await self.svc.chatwoot.probe()
+            return ProbeResult(ok, detail, time.monotonic() - started)
+
+        return await _timed(probe)
+
+    async def _probe_decision_engine(self, config: Config) -> ProbeResult | None:
+        url = config.mcp_crew.decision_engine_url
+        if not url:
+            return None
+
+        async def probe() -> ProbeResult:
+            started = time.monotonic()
+            try:
+                # Reachability only (any answer below 500); never follow a redirect.
+                async with self.svc.session.get(
+                    url, timeout=aiohttp.ClientTimeout(total=_PROBE_TIMEOUT_SECONDS), allow_redirects=False
+                ) as resp:
+                    return ProbeResult(resp.status < 500, f"HTTP {resp.status}", time.monotonic() - started)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                return ProbeResult(False, f"unreachable ({type(exc).__name__})", time.monotonic() - started)
+
+        return await _timed(probe)
+
+    # -- snapshot -----------------------------------------------------------------------
+    async def _database(self) -> dict[str, Any]:
+        at = time.time()
+        try:
+            latency = await self.svc.writer.call(self.svc.writer.store.probe_write)
+        except StateError as exc:
+            return {"status": "down", "detail": f"write/read failed: {exc}"[:300], "latency_ms": None,
+                    "checked_at": at}
+        return {"status": "ok", "detail": "write and read back", "latency_ms": round(latency * 1000, 2),
+                "checked_at": at}
+
+    async def _queue(self) -> dict[str, Any]:
+        try:
+            stats = await self.svc.writer.call(self.svc.writer.store.queue_stats)
+        except StateError as exc:
+            return {"status": "unknown", "depth": None, "oldest_pending_age": None, "dead_letters": None,
+                    "detail": f"cannot read the queue: {exc}"[:300]}
+        age = round(stats.oldest_pending_age, 3) if stats.oldest_pending_age is not None else None
+        stale = age is not None and age > QUEUE_STALE_SECONDS
+        return {"status": "degraded" if stale else "ok", "depth": stats.depth, "oldest_pending_age": age,
+                "dead_letters": stats.dead}
+
+    def _backend_checks(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for name, (kind, result, breaker_key) in self.backends.items():
+            breaker = self.svc.breakers.get(breaker_key).snapshot()
+            status = result.status
+            if status == "ok" and breaker.get("state") == "open":
+                status = "degraded"  # reachable, but recent requests failed: calls are held back
+            out[name] = {"status": status, "kind": kind, "detail": result.detail,
+                         "latency_ms": result.latency_ms, "checked_at": result.checked_at, "breaker": breaker}
+        return out
+
+    async def snapshot(self) -> dict[str, Any]:
+        """The health document (the kv ``health.snapshot`` shape)."""
+        database, queue = await self._database(), await self._queue()
+        checks: dict[str, Any] = {"database": database,
+                                  **{name: peer.to_dict() for name, peer in self.peers.items()},
+                                  "queue": queue, "backends": self._backend_checks()}
+        warnings = list(self._warnings())
+        problem = self._config_problem()
+        if database["status"] == "down":
+            status = "down"
+        elif (problem or queue["status"] == "degraded"
+              or any(p.status == "down" for p in self.peers.values())
+              or any(b["status"] in ("down", "degraded") for b in checks["backends"].values())):
+            status = "degraded"
+        else:
+            status = "ok"
+        return {"status": status, "at": time.time(), "warnings": warnings, "checks": checks}
+
+    async def write_snapshot(self) -> dict[str, Any]:
+        doc = await self.snapshot()
+        with contextlib.suppress(StateError):
+            await self.svc.writer.call(self.svc.writer.store.put_kv, SNAPSHOT_KEY, doc)
+        return doc
+
+
+def with_ages(doc: dict[str, Any], now: float) -> dict[str, Any]:
+    """The snapshot plus ``age_seconds`` on every check that has a ``checked_at`` (HTTP only)."""
+    def aged(check: dict[str, Any]) -> dict[str, Any]:
+        at = check.get("checked_at")
+        return {**check, "age_seconds": round(now - at, 3) if isinstance(at, int | float) else None}
+
+    checks = {name: aged(c) if name != "backends" else {n: aged(b) for n, b in c.items()}
+              for name, c in doc["checks"].items()}
+    checks["queue"] = doc["checks"]["queue"]
+    return {**doc, "checks": checks}

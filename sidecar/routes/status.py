@@ -1,0 +1,52 @@
+"""Provides GET /webhook/status: intake figures for operators (no secrets, no bodies).
+
+Counts come from the persisted ``connector_webhooks_received_total`` counters, so they
+survive restarts; the last rejection is kept in memory (since this process started).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sanic import Blueprint, Request
+from sanic.response import HTTPResponse, json
+
+from state import StateError
+
+bp = Blueprint("webhook_status")
+
+OUTCOMES = ("accepted", "ignored", "duplicate", "rejected_signature", "rejected_malformed")
+_COUNTER = "connector_webhooks_received_total"
+
+
+@bp.get("/webhook/status")
+async def webhook_status(request: Request) -> HTTPResponse:
+    svc, intake = request.app.ctx.services, request.app.ctx.intake
+    counts: dict[str, int] = {o: int(svc.metrics.counter_total(_COUNTER, outcome=o)) for o in OUTCOMES}
+    unavailable = int(svc.metrics.counter_total(_COUNTER, outcome="storage_unavailable"))
+    queue: dict[str, Any]
+    last_at = intake.last_delivery_at
+    try:
+        stats = await svc.writer.call(svc.writer.store.queue_stats)
+        if last_at is None:  # after a restart: the newest stored delivery
+            last_at = await svc.writer.call(svc.writer.store.last_delivery_at)
+        queue = {"depth": stats.depth, "pending": stats.pending, "in_flight": stats.in_flight,
+                 "waiting": stats.waiting, "dead_letters": stats.dead,
+                 "oldest_pending_age": stats.oldest_pending_age}
+    except StateError:
+        queue = {"depth": None, "error": "storage unavailable"}
+    now = time.time()
+    rejection = intake.last_rejection
+    return json({
+        "last_delivery_at": last_at,
+        "last_delivery_age_seconds": round(now - last_at, 3) if last_at is not None else None,
+        "counts": counts,
+        "signature_failures": counts["rejected_signature"],
+        "storage_unavailable": unavailable,
+        "queue": queue,
+        # Only our own reason text and the delivery id: never the body or a header value.
+        "last_rejection": None if rejection is None else {
+            "at": rejection["at"], "status": rejection["status"], "outcome": rejection["outcome"],
+            "reason": rejection["reason"], "delivery_id": rejection.get("delivery_id")},
+    })

@@ -1,0 +1,137 @@
+"""GET /health over real HTTP: checks, cached peer probes, ok/degraded/down, kv snapshot."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from sidecar.simulators import FakeChatwoot, FakeCrew
+from tests.conftest import SidecarFactory
+from tests.harness import SidecarProcess, free_port
+from tests.secrets_check import RecordingClient, poll_until
+
+PEER_KEYS = {"status", "detail", "latency_ms", "checked_at"}
+
+
+async def _health(http: RecordingClient, proc: SidecarProcess) -> dict[str, Any]:
+    status, body, _ = await http.get(f"{proc.url}/health")
+    assert status in (200, 503)
+    assert (status == 503) == (body["status"] == "down")
+    return body
+
+
+async def _probed(http: RecordingClient, proc: SidecarProcess, **want: str) -> dict[str, Any]:
+    """/health once every named check has the wanted status (probes run in the background)."""
+    async def fetch() -> dict[str, Any]:
+        return await _health(http, proc)
+
+    return await poll_until(fetch, lambda b: all(b["checks"][k]["status"] == v for k, v in want.items()),
+                            what=f"/health checks {want}")
+
+
+async def test_health_reports_every_check_with_age_and_latency(sidecar: SidecarProcess) -> None:
+    async with RecordingClient() as http:
+        body = await _probed(http, sidecar, chatwoot="ok", mcp_crew="ok")
+    assert body["status"] == "ok"
+    assert body["version"]
+    checks = body["checks"]
+    assert checks["database"]["status"] == "ok" and checks["database"]["latency_ms"] >= 0
+    for peer in ("chatwoot", "mcp_crew"):
+        assert PEER_KEYS <= set(checks[peer])
+        assert checks[peer]["latency_ms"] is not None and checks[peer]["age_seconds"] >= 0
+    assert checks["decision_engine"]["status"] == "disabled"
+    assert set(checks["queue"]) == {"status", "depth", "oldest_pending_age", "dead_letters"}
+    assert checks["queue"] == {"status": "ok", "depth": 0, "oldest_pending_age": None, "dead_letters": 0}
+    default = checks["backends"]["default"]
+    assert default["kind"] == "http" and default["status"] == "ok"
+    assert default["breaker"]["state"] == "closed"
+    assert isinstance(body["warnings"], list)
+
+
+async def test_snapshot_is_written_to_kv_in_the_console_shape(sidecar: SidecarProcess) -> None:
+    async with RecordingClient() as http:
+        await _probed(http, sidecar, chatwoot="ok", mcp_crew="ok")
+
+        async def snapshot() -> Any:
+            return sidecar.query(lambda s: s.get_kv("health.snapshot"))
+
+        doc = await poll_until(snapshot, lambda d: d is not None and d["checks"]["chatwoot"]["status"] == "ok",
+                               what="kv health.snapshot")
+    assert set(doc) == {"status", "at", "warnings", "checks"}
+    assert set(doc["checks"]) == {"database", "chatwoot", "mcp_crew", "decision_engine", "queue", "backends"}
+    for peer in ("chatwoot", "mcp_crew", "decision_engine"):
+        assert set(doc["checks"][peer]) == PEER_KEYS
+    assert set(doc["checks"]["queue"]) == {"status", "depth", "oldest_pending_age", "dead_letters"}
+    for backend in doc["checks"]["backends"].values():
+        assert set(backend) == {"status", "kind", "detail", "latency_ms", "checked_at", "breaker"}
+    status = sidecar.query(lambda s: s.get_kv("config.status"))
+    assert status["valid"] is True and status["error"] is None and status["path"].endswith("config.yaml")
+    effective = sidecar.query(lambda s: s.get_kv("config.effective"))
+    assert effective["chatwoot"]["api_access_token"].startswith("****")
+
+
+async def test_health_never_calls_peers_per_request(
+    sidecar_factory: SidecarFactory, chatwoot: FakeChatwoot, crew: FakeCrew
+) -> None:
+    proc = await sidecar_factory({"health": {"probe_interval_seconds": 3600}})
+    async with RecordingClient() as http:
+        await _probed(http, proc, chatwoot="ok", mcp_crew="ok")
+        seen_chatwoot, seen_crew = len(chatwoot.requests), len(crew.requests)
+        for _ in range(20):
+            await _health(http, proc)
+    assert (len(chatwoot.requests), len(crew.requests)) == (seen_chatwoot, seen_crew)
+
+
+async def test_a_peer_down_is_degraded_and_intake_still_accepts(
+    sidecar_factory: SidecarFactory, chatwoot: FakeChatwoot
+) -> None:
+    dead = f"http://127.0.0.1:{free_port()}/crew"
+    proc = await sidecar_factory({"mcp_crew": {"api_url": dead}})
+    async with RecordingClient() as http:
+        body = await _probed(http, proc, chatwoot="ok", mcp_crew="down")
+    assert body["status"] == "degraded"
+    assert "unreachable" in body["checks"]["mcp_crew"]["detail"]
+    assert body["checks"]["backends"]["default"]["status"] == "down"
+    status, answer = await chatwoot.customer_says(chatwoot.open_conversation("whatsapp"), "oi")
+    assert (status, answer["status"]) == (200, "accepted")
+
+
+async def test_decision_engine_and_named_backends_are_probed(
+    sidecar_factory: SidecarFactory, crew: FakeCrew
+) -> None:
+    proc = await sidecar_factory({
+        "mcp_crew": {"decision_engine_url": crew.decide_url},
+        "crews": {"vendas": {"backend": "http", "url": crew.crew_url, "token": "vendas-token-0123456789"}},
+    })
+    async with RecordingClient() as http:
+        body = await _probed(http, proc, chatwoot="ok", mcp_crew="ok", decision_engine="ok")
+    assert body["status"] == "ok"
+    vendas = body["checks"]["backends"]["vendas"]
+    assert vendas["kind"] == "http" and vendas["status"] == "ok"
+    assert set(vendas["breaker"]) >= {"state", "recent_requests", "recent_failures"}
+
+
+async def test_allow_unsigned_is_a_warning(sidecar_factory: SidecarFactory) -> None:
+    proc = await sidecar_factory({"chatwoot": {"allow_unsigned": True}})
+    async with RecordingClient() as http:
+        body = await _probed(http, proc, chatwoot="ok")
+    assert any("allow_unsigned" in w for w in body["warnings"])
+    assert body["status"] == "ok"
+
+
+async def test_storage_unavailable_is_down_with_503(sidecar: SidecarProcess) -> None:
+    async with RecordingClient() as http:
+        await _probed(http, sidecar, chatwoot="ok")
+        # Another process holds the write lock: the sidecar's real write waits out its busy
+        # timeout and fails, so nothing could be accepted right now.
+        blocker = sqlite3.connect(str(sidecar.db_path), timeout=10, isolation_level=None)
+        try:
+            blocker.execute("BEGIN EXCLUSIVE")
+            status, body, _ = await http.get(f"{sidecar.url}/health")
+            assert status == 503 and body["status"] == "down"
+            assert body["checks"]["database"]["status"] == "down"
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        status, body, _ = await http.get(f"{sidecar.url}/health")
+        assert status == 200 and body["checks"]["database"]["status"] == "ok"

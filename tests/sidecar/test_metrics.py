@@ -1,0 +1,118 @@
+"""GET /metrics: Prometheus text read by prometheus_client's parser, JSON, and restarts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from sidecar.simulators import FakeChatwoot, FakeCrew
+from tests.harness import SidecarProcess
+from tests.secrets_check import RecordingClient, poll_until
+
+CONTRACT_FAMILIES = {
+    # family name as the parser reports it (a counter's family drops "_total") -> type
+    "connector_webhooks_received": "counter",
+    "connector_routing_decisions": "counter",
+    "connector_crew_requests": "counter",
+    "connector_crew_request_duration_seconds": "histogram",
+    "connector_chatwoot_requests": "counter",
+    "connector_queue_depth": "gauge",
+    "connector_dead_letters": "gauge",
+}
+LATENCY_HISTOGRAMS = (
+    "connector_intake_duration_seconds",
+    "connector_routing_duration_seconds",
+    "connector_crew_request_duration_seconds",
+    "connector_chatwoot_request_duration_seconds",
+)
+
+
+async def scrape(http: RecordingClient, proc: SidecarProcess) -> dict[str, Any]:
+    status, _, text = await http.get(f"{proc.url}/metrics")
+    assert status == 200
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert len(families) == len(list(text_string_to_metric_families(text))), "a family is listed twice"
+    return families
+
+
+def value(families: dict[str, Any], sample_name: str, **labels: str) -> float:
+    total = 0.0
+    for family in families.values():
+        for sample in family.samples:
+            if sample.name == sample_name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total
+
+
+async def _answered_flow(chatwoot: FakeChatwoot, count: int, proc: SidecarProcess) -> None:
+    for i in range(count):
+        conv = chatwoot.open_conversation("whatsapp")
+        status, body = await chatwoot.customer_says(conv, f"olá {i}")
+        assert (status, body["status"]) == (200, "accepted")
+        await chatwoot.wait_for(lambda c=conv: len(chatwoot.replies(c.display_id)) == 1)
+    # The reply lands in Chatwoot a moment before its job is marked done: wait for that too.
+    async with RecordingClient() as http:
+        await poll_until(lambda: scrape(http, proc), lambda f: value(f, "connector_queue_depth") == 0,
+                         what="queue drained")
+
+
+async def test_prometheus_text_parses_and_counters_move(
+    sidecar: SidecarProcess, chatwoot: FakeChatwoot, crew: FakeCrew
+) -> None:
+    async with RecordingClient() as http:
+        before = await scrape(http, sidecar)
+        for name, kind in CONTRACT_FAMILIES.items():
+            assert before[name].type == kind, name
+        assert value(before, "connector_webhooks_received_total", outcome="accepted") == 0
+
+        await _answered_flow(chatwoot, 2, sidecar)
+        after = await scrape(http, sidecar)
+    assert value(after, "connector_webhooks_received_total", event="message_created", outcome="accepted") == 2
+    assert value(after, "connector_routing_decisions_total", crew="whatsapp_crew", source="rules") == 2
+    assert value(after, "connector_crew_requests_total", crew="whatsapp_crew", outcome="answered") == 2
+    assert value(after, "connector_chatwoot_requests_total", operation="reply", outcome="ok") == 2
+    for histogram in LATENCY_HISTOGRAMS:
+        assert after[histogram].type == "histogram"
+        assert value(after, f"{histogram}_count") >= 2, histogram
+        assert value(after, f"{histogram}_bucket", le="+Inf") == value(after, f"{histogram}_count")
+    assert value(after, "connector_queue_depth") == 0
+
+
+async def test_json_has_the_same_figures(sidecar: SidecarProcess, chatwoot: FakeChatwoot) -> None:
+    await _answered_flow(chatwoot, 1, sidecar)
+    async with RecordingClient() as http:
+        text = await scrape(http, sidecar)
+        status, by_query, _ = await http.get(f"{sidecar.url}/metrics?format=json")
+        assert status == 200
+        status, by_accept, _ = await http.get(f"{sidecar.url}/metrics", headers={"Accept": "application/json"})
+        assert status == 200
+    for doc in (by_query, by_accept):
+        family = doc["connector_webhooks_received_total"]
+        assert family["type"] == "counter"
+        accepted = sum(s["value"] for s in family["samples"] if s["labels"].get("outcome") == "accepted")
+        assert accepted == value(text, "connector_webhooks_received_total", outcome="accepted") == 1
+        crew = doc["connector_crew_request_duration_seconds"]["samples"]
+        assert sum(s["count"] for s in crew) == value(text, "connector_crew_request_duration_seconds_count")
+        assert doc["connector_queue_depth"]["samples"][0]["value"] == 0
+
+
+async def test_figures_survive_a_restart(sidecar: SidecarProcess, chatwoot: FakeChatwoot) -> None:
+    await _answered_flow(chatwoot, 3, sidecar)
+    async with RecordingClient() as http:
+        before = await scrape(http, sidecar)
+    assert value(before, "connector_webhooks_received_total", outcome="accepted") == 3
+    await sidecar.stop()  # graceful: the last figures are flushed on the way out
+    await sidecar.start()
+    async with RecordingClient() as http:
+        after = await scrape(http, sidecar)
+        for name in ("connector_webhooks_received_total", "connector_crew_requests_total",
+                     "connector_crew_request_duration_seconds_count", "connector_intake_duration_seconds_sum"):
+            assert value(after, name) == value(before, name), name
+        # And they keep counting from there.
+        await _answered_flow(chatwoot, 1, sidecar)
+
+        async def accepted() -> float:
+            return value(await scrape(http, sidecar), "connector_webhooks_received_total", outcome="accepted")
+
+        await poll_until(accepted, lambda n: n == 4, what="accepted counter after restart")

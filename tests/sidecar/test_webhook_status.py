@@ -1,0 +1,72 @@
+"""GET /webhook/status: last delivery, counts by outcome, queue depth, last rejection."""
+
+from __future__ import annotations
+
+import time
+
+from sidecar.simulators import FakeChatwoot
+from tests.conftest import SidecarFactory
+from tests.harness import SECRET, SidecarProcess
+from tests.secrets_check import RecordingClient, poll_until
+
+OUTCOMES = {"accepted", "ignored", "duplicate", "rejected_signature", "rejected_malformed"}
+
+
+async def test_counts_every_outcome_and_names_the_last_rejection(
+    sidecar: SidecarProcess, chatwoot: FakeChatwoot
+) -> None:
+    async with RecordingClient() as http:
+        status, empty, _ = await http.get(f"{sidecar.url}/webhook/status")
+        assert status == 200
+        assert empty["last_delivery_at"] is None and empty["last_rejection"] is None
+        assert empty["counts"] == dict.fromkeys(OUTCOMES, 0)
+
+        conv = chatwoot.open_conversation("whatsapp")
+        started = time.time()
+        assert (await chatwoot.customer_says(conv, "oi", delivery_id="d-1"))[1]["status"] == "accepted"
+        assert (await chatwoot.customer_says(conv, "oi de novo", delivery_id="d-1"))[1]["status"] == "duplicate"
+        assert (await chatwoot.agent_says(conv, "nota interna", private=True))[0] == 200
+        status, _ = await chatwoot.send_event({"event": "message_created"}, secret="not-the-secret-at-all")
+        assert status == 401
+        status, _ = await chatwoot.send_event(None, raw_body=b"{not json", delivery_id="d-bad")
+        assert status == 400
+
+        status, body, raw = await http.get(f"{sidecar.url}/webhook/status")
+    assert status == 200
+    counts = body["counts"]
+    assert counts["accepted"] == 1 and counts["duplicate"] == 1
+    assert counts["ignored"] >= 1
+    assert counts["rejected_signature"] == 1 == body["signature_failures"]
+    assert counts["rejected_malformed"] == 1
+    assert body["last_delivery_at"] >= started
+    assert body["last_rejection"]["outcome"] == "rejected_malformed"
+    assert body["last_rejection"]["status"] == 400
+    assert body["last_rejection"]["reason"] == "body is not valid UTF-8 JSON"
+    assert body["last_rejection"]["delivery_id"] == "d-bad"
+    assert "{not json" not in raw and SECRET not in raw and "not-the-secret-at-all" not in raw
+    assert set(body["queue"]) >= {"depth", "pending", "in_flight", "waiting", "dead_letters", "oldest_pending_age"}
+
+
+async def test_queue_depth_shows_waiting_work(sidecar_factory: SidecarFactory, chatwoot: FakeChatwoot) -> None:
+    proc = await sidecar_factory({"processing": {"workers_enabled": False}})
+    for _ in range(3):
+        await chatwoot.customer_says(chatwoot.open_conversation("facebook"), "olá")
+    async with RecordingClient() as http:
+        status, body, _ = await http.get(f"{proc.url}/webhook/status")
+    assert status == 200
+    assert body["queue"]["depth"] == 3 and body["queue"]["pending"] == 3
+    assert body["queue"]["oldest_pending_age"] >= 0
+
+
+async def test_last_delivery_and_counts_survive_a_restart(sidecar: SidecarProcess, chatwoot: FakeChatwoot) -> None:
+    await chatwoot.customer_says(chatwoot.open_conversation("whatsapp"), "oi")
+    async with RecordingClient() as http:
+        _, before, _ = await http.get(f"{sidecar.url}/webhook/status")
+        await sidecar.stop()
+        await sidecar.start()
+
+        async def status() -> dict:
+            return (await http.get(f"{sidecar.url}/webhook/status"))[1]
+
+        after = await poll_until(status, lambda b: b["counts"]["accepted"] == 1, what="counts after restart")
+    assert after["last_delivery_at"] == before["last_delivery_at"]
