@@ -18,10 +18,14 @@ def screen_text(app: App[None]) -> str:
 
 
 async def settle(pilot: Pilot[None]) -> None:
-    """Waits until pending workers finished and their messages were handled."""
-    await pilot.pause()
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
+    """Waits until pending workers finished and their messages were handled.
+
+    A worker's message can start another worker (an operator write posts OperatorDone, whose
+    handler reloads the view), so the wait repeats for such chains.
+    """
+    for _ in range(3):
+        await pilot.pause()
+        await pilot.app.workers.wait_for_complete()
     await pilot.pause()
 
 
