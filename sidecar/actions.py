@@ -241,7 +241,7 @@ class ActionApplier:
         )
         if ok:
             if state == "dead":
-                svc.metrics.inc("connector_dead_letters_total")
+                svc.metrics.inc("connector_jobs_dead_lettered_total")
             log_event(log, f"job.{state}", job=job.id, conversation=f"{job.account_id}/{job.conversation_id}",
                       crew=job.crew, reason=None if state == "done" else reason)
         svc.wake.set()

@@ -46,11 +46,6 @@ TYPES = {
 }
 """Exposed families and their type; each one is always listed, even before its first sample."""
 
-EXPOSED_AS = {"connector_dead_letters_total": "connector_jobs_dead_lettered_total"}
-"""Internal names exposed under another name. ``connector_dead_letters_total`` (a counter) and the
-``connector_dead_letters`` gauge would be one family for Prometheus (a counter's family drops the
-``_total``), which parsers reject as a type clash."""
-
 LabelKey = tuple[tuple[str, str], ...]
 
 
@@ -168,7 +163,7 @@ class Metrics:
             items += [(n, lk, v) for (n, lk), v in self.gauges.items()]
             items += [(n, lk, _copy_histogram(h)) for (n, lk), h in self.histograms.items()]
         for name, lk, value in items:
-            families.setdefault(EXPOSED_AS.get(name, name), []).append((lk, value))
+            families.setdefault(name, []).append((lk, value))
         return families
 
     def _kind(self, name: str, entries: list[tuple[LabelKey, Any]]) -> str:

@@ -217,7 +217,8 @@ class QueueWorker:
             job.id, svc.worker_id, crew=decision.crew, backend=backend.kind, source=decision.source,
             reason=decision.reason, confidence=decision.confidence, now=time.time()))
         log_event(log, "routing.decided", job=job.id, conversation=f"{job.account_id}/{job.conversation_id}",
-                  crew=decision.crew, source=decision.source, reason=decision.reason)
+                  crew=decision.crew, source=decision.source, reason=decision.reason,
+                  ms=round(decision.duration * 1000, 1))
         if decision.handoff:
             actions = ({"type": "handoff", "reason": decision.reason or "decision engine asked for a human"},)
             await svc.writer.transact(lambda tx: tx.store_actions(job.id, svc.worker_id, actions, time.time()))
@@ -307,6 +308,9 @@ class QueueWorker:
                               outcome: str, status: int | None, error: str) -> None:
         svc = self.svc
         svc.metrics.observe("connector_crew_request_duration_seconds", duration, crew=job.crew or "")
+        log_event(log, "crew.attempt", level=20 if outcome in ("answered", "accepted") else 30, job=job.id,
+                  conversation=f"{job.account_id}/{job.conversation_id}", crew=job.crew, backend=backend,
+                  attempt=attempt, outcome=outcome, status=status, ms=round(duration * 1000, 1))
         await svc.writer.transact(lambda tx: tx.record_attempt(
             job_id=job.id, request_id=job.request_id, crew=job.crew or "", backend=backend, attempt=attempt,
             started_at=started, duration=duration, outcome=outcome, status_code=status, error=error))
