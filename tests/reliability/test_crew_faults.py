@@ -190,12 +190,12 @@ async def test_circuit_breaker_opens_defers_without_attempts_probes_and_closes(
     await wait_until(lambda: any(j["last_error"] == "circuit breaker open" for j in jobs(proc)),
                      what="a job deferred by the open breaker")
     status, doc = await health(proc)
-    states = breaker_states(doc)
-    if states is not None:  # checks.backends.<name>.breaker.state (the full /health)
-        assert "open" in states.values(), states
-    snapshot = proc.query(lambda s: s.get_kv("health.snapshot"))
-    if snapshot is not None and breaker_states(snapshot) is not None:
-        assert set(breaker_states(snapshot).values()) <= {"open", "closed", "half_open"}
+    states = breaker_states(doc)  # checks.backends.<name>.breaker.state
+    assert states is not None and "open" in states.values(), doc
+    assert status == 200 and doc["status"] == "degraded"  # intake still works
+    # The console reads the same state from the kv snapshot the prober writes.
+    await wait_until(lambda: "open" in (breaker_states(proc.query(lambda s: s.get_kv("health.snapshot")) or {})
+                                        or {}).values(), what="the open breaker in health.snapshot")
 
     await wait_until(lambda: open_jobs(proc) == 0, timeout=30, what="drained after the breaker closed")
     requests = [r for r in crew.requests if r.kind == "crew"]
@@ -212,6 +212,5 @@ async def test_circuit_breaker_opens_defers_without_attempts_probes_and_closes(
     assert len(crew.unique_requests()) == 3 and crew.duplicates == 0
     status, doc = await health(proc)
     states = breaker_states(doc)
-    if states is not None:
-        assert set(states.values()) == {"closed"}, states
+    assert states is not None and set(states.values()) == {"closed"}, states
     assert status == 200
