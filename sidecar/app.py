@@ -54,7 +54,7 @@ def create_app(config: Config, *, config_path: str | None = None, name: str = "c
     _apply_server_limits(app, config)
     app.config.ACCESS_LOG = False
     app.config.FALLBACK_ERROR_FORMAT = "json"
-    app.config.GRACEFUL_SHUTDOWN_TIMEOUT = 15.0
+    app.config.GRACEFUL_SHUTDOWN_TIMEOUT = config.server.shutdown_grace_seconds
     app.config.NOISY_EXCEPTIONS = False
     app.blueprint(api)
     if bench_routes.enabled():  # benchmark baseline only, never in production (routes/bench.py)
@@ -91,7 +91,9 @@ def create_app(config: Config, *, config_path: str | None = None, name: str = "c
     async def stop_background(app: Sanic) -> None:
         ctx: SidecarContext = app.ctx
         if ctx.worker is not None:
-            await ctx.worker.stop(grace_seconds=app.config.GRACEFUL_SHUTDOWN_TIMEOUT - 2)
+            # Leave Sanic a little of the same grace to close connections after the worker.
+            grace = app.config.GRACEFUL_SHUTDOWN_TIMEOUT
+            await ctx.worker.stop(grace_seconds=max(grace - 2, grace * 0.75))
         for task in ctx.background:
             task.cancel()
         for task in ctx.background:

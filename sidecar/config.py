@@ -97,6 +97,8 @@ class ServerConfig:
     """Largest accepted webhook body; bigger bodies get 413."""
     request_timeout_seconds: float = 10.0
     """A request whose body has not fully arrived after this long is cut off."""
+    shutdown_grace_seconds: float = 15.0
+    """On SIGTERM/SIGINT: how long requests and crew work in progress may take to finish."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -603,6 +605,7 @@ _SERVER: dict[str, Parser] = {
     "admin_token": _string(),
     "max_body_bytes": _integer(1),
     "request_timeout_seconds": _seconds(positive=True),
+    "shutdown_grace_seconds": _seconds(positive=True),
 }
 
 _STATE: dict[str, Parser] = {"path": _string(required=True, strip=True)}

@@ -44,8 +44,8 @@ async def test_sigterm_under_load_answers_in_flight_releases_leases_and_restarts
     sidecar_factory, chatwoot: FakeChatwoot, crew: FakeCrew
 ) -> None:
     proc: SidecarProcess = await sidecar_factory({
-        "mcp_crew": {"timeout_seconds": 30},  # hung crew calls outlive the 13 s drain: released, not failed
-        "server": {"request_timeout_seconds": 40},
+        "mcp_crew": {"timeout_seconds": 30},  # hung crew calls outlive the 4 s grace: released, not failed
+        "server": {"request_timeout_seconds": 40, "shutdown_grace_seconds": 4},
         "processing": {"concurrency": 4},
     })
     crew.hang_next(4)
