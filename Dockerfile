@@ -18,7 +18,8 @@ COPY state/ ./state/
 COPY console/ ./console/
 
 # Every dependency has a binary wheel for CPython 3.11 on Linux, so no compiler is needed.
-# The venv gets no pip of its own: the runtime image only ever runs the installed code.
+# The venv is created without pip (pip arrives only as a dependency of sqlite-utils); the
+# runtime image only ever runs the installed code.
 # --no-index on the install proves the wheel set from the pins in pyproject.toml is complete.
 RUN pip wheel --no-cache-dir --wheel-dir /wheels . \
     && python -m venv --without-pip /opt/venv \
