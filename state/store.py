@@ -7,7 +7,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -19,6 +19,10 @@ from state.queries import Reads
 # Terminal states never change again except by an operator (retry / discard a dead letter).
 TERMINAL_STATES = ("done", "dead", "superseded", "cancelled", "discarded")
 OPEN_STATES = ("pending", "in_flight", "waiting")
+MAX_BURST_MESSAGES = 50
+"""A full open burst is left as it is and the next message starts a new one: appending
+rewrites the burst's id list, so an unbounded burst (a chatty sender while the crew is slow,
+or workers off) made every intake transaction O(burst) - measured in bench/ANALYSIS.md."""
 
 
 def _dumps(value: Any) -> str:
@@ -97,6 +101,63 @@ class Store(Reads):
                 except sqlite3.Error:
                     self._drop_connection()
                 raise
+
+    def transaction_group(self, units: Sequence[Callable[[Tx], Any]]) -> list[tuple[bool, Any]]:
+        """Group commit: runs several independent write units in ONE transaction, one COMMIT
+        (one fsync) for all of them.
+
+        Each unit runs inside its own SAVEPOINT, so a unit that raises is undone alone and
+        only that unit gets its exception (an ``sqlite3.Error`` becomes StorageUnavailable).
+        Returns, per unit and in order, ``(True, result)`` or ``(False, exception)``, and only
+        after the COMMIT has returned: no unit is ever reported done before it is durable. If
+        BEGIN, a savepoint rollback or the COMMIT fails, every unit gets StorageUnavailable and
+        nothing of the group is written.
+        """
+        if self.readonly:
+            raise StateError("this store was opened read-only")
+
+        def all_failed(exc: BaseException) -> list[tuple[bool, Any]]:
+            return [(False, StorageUnavailable(str(exc))) for _ in units]
+
+        with self._lock:
+            try:
+                conn = self.conn
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                self._drop_connection()
+                return all_failed(exc)
+            outcomes: list[tuple[bool, Any]] = []
+            try:
+                tx = Tx(conn)
+                for unit in units:
+                    conn.execute("SAVEPOINT unit")
+                    try:
+                        result = unit(tx)
+                    except Exception as exc:  # noqa: BLE001 - handed to that unit's caller
+                        conn.execute("ROLLBACK TO unit")
+                        conn.execute("RELEASE unit")
+                        failure = StorageUnavailable(str(exc)) if isinstance(exc, sqlite3.Error) else exc
+                        outcomes.append((False, failure))
+                    else:
+                        conn.execute("RELEASE unit")
+                        outcomes.append((True, result))
+                if not conn.in_transaction:
+                    raise sqlite3.OperationalError("the group's transaction was rolled back by SQLite")
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                self._drop_connection()
+                return all_failed(exc)
+            except BaseException:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    self._drop_connection()
+                raise
+            return outcomes
 
     # -- small shared documents ------------------------------------------------------
     def put_kv(self, key: str, value: Any) -> None:
@@ -325,7 +386,8 @@ class Tx:
         debounce: float,
         debounce_max: float,
     ) -> Job:
-        """Adds a customer message to the conversation's open burst, or starts a new one.
+        """Adds a customer message to the conversation's open burst (up to
+        MAX_BURST_MESSAGES), or starts a new one.
 
         A burst stays open while it has never been sent to a crew, so a retried request
         always carries exactly what the first attempt carried (same Idempotency-Key, same body).
@@ -335,8 +397,8 @@ class Tx:
             "AND attempts=0 AND actions IS NULL AND lease_owner IS NULL ORDER BY id DESC LIMIT 1",
             (account_id, conversation_id),
         )
-        if row is not None:
-            job = Job.from_row(dict(row))
+        job = Job.from_row(dict(row)) if row is not None else None
+        if job is not None and len(job.message_ids) < MAX_BURST_MESSAGES:
             ids = list(job.message_ids)
             if message_id not in ids:
                 ids.append(message_id)
