@@ -109,7 +109,7 @@ class ActionApplier:
                 if verdict is not None:
                     await self._finish(job, verdict[0], verdict[1])
                     return
-            record = await svc.writer.transact(lambda tx, i=idx: tx.get_action(job.id, i))
+            record = await svc.writer.query(lambda tx, i=idx: tx.get_action(job.id, i))
             if record is not None and record.state == "done":
                 continue
             try:
@@ -168,7 +168,7 @@ class ActionApplier:
         elif step.op == "labels":
             current = await svc.chatwoot.get_labels(acct, conv)
             if current is None:
-                stored = await svc.writer.transact(lambda tx: tx.get_conversation(acct, conv))
+                stored = await svc.writer.query(lambda tx: tx.get_conversation(acct, conv))
                 current = list(stored.labels) if stored else []
             union = list(dict.fromkeys([*current, *step.args["add"]]))
             await svc.chatwoot.set_labels(acct, conv, union)
@@ -184,7 +184,7 @@ class ActionApplier:
         was not, None if we cannot tell yet."""
         svc = self.svc
         since = record.started_at - 5
-        seen = await svc.writer.transact(
+        seen = await svc.writer.query(
             lambda tx: tx.own_message_seen(job.account_id, job.conversation_id, record.content_hash, since)
         )
         if seen is not None:

@@ -127,7 +127,7 @@ async def _open(app: Sanic) -> None:
     ctx: SidecarContext = app.ctx
     config = ctx.config.current
     store = open_store(config.state.path, migrate=True)
-    writer = StateWriter(store)
+    writer = StateWriter(store, reader=open_store(config.state.path, readonly=True))
     metrics = Metrics()
     metrics.load(await writer.call(store.load_metrics))
     # One session for every outbound call; redirects are never followed (see callers).

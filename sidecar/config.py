@@ -207,7 +207,7 @@ class ProcessingConfig:
     """Requests seen before the ratio counts; 0 switches the breaker off."""
     breaker_open_seconds: float = 30.0
     """How long an open breaker refuses calls before a trial request."""
-    concurrency: int = 4
+    concurrency: int = 16
     """Jobs processed at the same time."""
     failure_note: bool = True
     """On a final failure, post a private note saying why."""

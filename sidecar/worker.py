@@ -25,6 +25,7 @@ from state import Job, StorageUnavailable, Tx
 
 log = get_logger()
 _MAX_IDLE_SECONDS = 1.0
+_NO_TYPING_CHANNELS = frozenset({"whatsapp", "facebook", "instagram"})
 
 
 class QueueWorker:
@@ -131,7 +132,7 @@ class QueueWorker:
         svc = self.svc
         config = svc.config.current
         svc.crews.refresh(config)
-        conv = await svc.writer.transact(lambda tx: tx.get_conversation(job.account_id, job.conversation_id))
+        conv = await svc.writer.query(lambda tx: tx.get_conversation(job.account_id, job.conversation_id))
         if conv is None:
             await self._finish(job, "cancelled", "conversation unknown")
             return None
@@ -172,7 +173,7 @@ class QueueWorker:
         if attempt is None:
             return None
         request = CrewRequest(job.request_id, job.crew, job.envelope or {}, attempt)
-        await self._typing(job, True)
+        await self._typing(job, True, conv.channel)
         started_wall, started = time.time(), time.monotonic()
         try:
             result: Answered | Accepted = await backend.submit(request)
@@ -183,7 +184,7 @@ class QueueWorker:
                                        "retry" if exc.retryable else "failed", exc.status_code, str(exc))
             return await self._crew_failed(job, exc, attempt)
         finally:
-            await self._typing(job, False)
+            await self._typing(job, False, conv.channel)
         duration = time.monotonic() - started
         breaker.record(True)
         outcome = "answered" if isinstance(result, Answered) else "accepted"
@@ -194,11 +195,11 @@ class QueueWorker:
     async def _route(self, job: Job, conv: Any) -> Job:
         svc = self.svc
         config = svc.config.current
-        burst = await svc.writer.transact(
+        burst = await svc.writer.query(
             lambda tx: tx.messages_by_ids(job.account_id, job.conversation_id, list(job.message_ids)))
         text = burst_text(burst)
         item = RoutingInput(channel=conv.channel, inbox_id=conv.inbox_id, text=text, labels=conv.labels)
-        history = await svc.writer.transact(lambda tx: tx.history(
+        history = await svc.writer.query(lambda tx: tx.history(
             job.account_id, job.conversation_id, config.context.max_messages, list(job.message_ids)))
         engine_body = {
             "request_id": job.request_id,
@@ -222,14 +223,14 @@ class QueueWorker:
         if decision.handoff:
             actions = ({"type": "handoff", "reason": decision.reason or "decision engine asked for a human"},)
             await svc.writer.transact(lambda tx: tx.store_actions(job.id, svc.worker_id, actions, time.time()))
-        return await svc.writer.transact(lambda tx: tx.get_job(job.id))
+        return await svc.writer.query(lambda tx: tx.get_job(job.id))
 
     async def _build_envelope(self, job: Job, conv: Any) -> Job:
         svc = self.svc
         config = svc.config.current
-        burst = await svc.writer.transact(
+        burst = await svc.writer.query(
             lambda tx: tx.messages_by_ids(job.account_id, job.conversation_id, list(job.message_ids)))
-        history = await svc.writer.transact(lambda tx: tx.history(
+        history = await svc.writer.query(lambda tx: tx.history(
             job.account_id, job.conversation_id, config.context.max_messages, list(job.message_ids)))
         public = config.server.public_url.rstrip("/")
         envelope = build_envelope(
@@ -240,7 +241,7 @@ class QueueWorker:
         )
         # Stored once: every retry sends exactly this body under the same Idempotency-Key.
         await svc.writer.transact(lambda tx: tx.set_envelope(job.id, svc.worker_id, envelope, time.time()))
-        return await svc.writer.transact(lambda tx: tx.get_job(job.id))
+        return await svc.writer.query(lambda tx: tx.get_job(job.id))
 
     async def _crew_result(self, job: Job, result: Answered | Accepted, attempt: int) -> Job | None:
         svc = self.svc
@@ -249,7 +250,7 @@ class QueueWorker:
         if isinstance(result, Answered):
             svc.metrics.inc("connector_crew_requests_total", crew=job.crew or "", outcome="answered")
             await svc.writer.transact(lambda tx: tx.store_actions(job.id, svc.worker_id, result.actions, now))
-            return await svc.writer.transact(lambda tx: tx.get_job(job.id))
+            return await svc.writer.query(lambda tx: tx.get_job(job.id))
         svc.metrics.inc("connector_crew_requests_total", crew=job.crew or "", outcome="accepted")
         crew_cfg = config.crew(job.crew or "")
         deadline = job.deadline_at or now + (crew_cfg.deadline_seconds if crew_cfg else
@@ -315,10 +316,12 @@ class QueueWorker:
             job_id=job.id, request_id=job.request_id, crew=job.crew or "", backend=backend, attempt=attempt,
             started_at=started, duration=duration, outcome=outcome, status_code=status, error=error))
 
-    async def _typing(self, job: Job, on: bool) -> None:
+    async def _typing(self, job: Job, on: bool, channel: str) -> None:
         """Best effort: a typing indicator must never fail or delay the answer."""
         svc = self.svc
-        if not svc.config.current.chatwoot.typing_indicator:
+        # Chatwoot shows typing in its dashboard and the website widget only; it does not
+        # forward it to WhatsApp, Facebook or Instagram, so those calls would be wasted.
+        if not svc.config.current.chatwoot.typing_indicator or channel in _NO_TYPING_CHANNELS:
             return
         with contextlib.suppress(ChatwootError):
             await svc.chatwoot.typing(job.account_id, job.conversation_id, on)

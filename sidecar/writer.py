@@ -40,8 +40,13 @@ def _answer(answers: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
 class StateWriter:
     """Runs store calls off the event loop, one at a time, in submission order."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, reader: Store | None = None) -> None:
         self.store = store
+        # Reads of committed state (the worker's lookups) run on their own read-only connection
+        # and thread, so they never queue behind the writer's commits and fsyncs.
+        self.reader = reader
+        self._reader_executor = (ThreadPoolExecutor(max_workers=1, thread_name_prefix="state-reader")
+                                 if reader is not None else None)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="state-writer")
         self._pending: list[tuple[Callable[[Tx], Any], asyncio.Future[Any]]] = []
         self._pending_lock = threading.Lock()
@@ -88,6 +93,20 @@ class StateWriter:
     async def read(self, fn: Callable[[Store], T]) -> T:
         return await self.call(fn, self.store)
 
+    async def query(self, fn: Callable[[Tx], T]) -> T:
+        """Runs a read-only ``fn(tx)`` against committed data (everything a finished
+        ``transact`` wrote is visible). Never use it for a read that decides a write: that
+        belongs inside the write's own ``transact``."""
+        if self.reader is None or self._reader_executor is None:
+            return await self.transact(fn)
+        reader = self.reader
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._reader_executor, lambda: fn(Tx(reader.conn)))
+
     def close(self) -> None:
+        if self._reader_executor is not None:
+            self._reader_executor.shutdown(wait=True)
+        if self.reader is not None:
+            self.reader.close()
         self._executor.shutdown(wait=True)
         self.store.close()

@@ -47,11 +47,11 @@ def fill(path: Path) -> Path:
     """Writes a file until the disk is full."""
     filler = path / "filler"
     chunk = b"\0" * 16384
-    with open(filler, "wb") as handle:
+    # Unbuffered: a buffered file would raise ENOSPC again when it flushes on close.
+    with open(filler, "wb", buffering=0) as handle:
         try:
             while True:
                 handle.write(chunk)
-                handle.flush()
         except OSError as exc:
             assert exc.errno == errno.ENOSPC, exc
     return filler

@@ -47,6 +47,7 @@ async def test_crew_503_then_200_is_retried_with_the_same_key_and_answered_once(
     await chatwoot.wait_for(lambda: len(chatwoot.replies(conv.display_id)) == 1)
     keys = [r.headers["Idempotency-Key"] for r in crew.requests if r.kind == "crew"]
     assert len(keys) == 3 and len(set(keys)) == 1
+    assert chatwoot.typing(conv.display_id) == []  # WhatsApp never shows Chatwoot's typing
     attempts = sidecar.query(lambda s: s.attempts_for_jobs([1]))
     assert [a.outcome for a in attempts] == ["retry", "retry", "answered"]
 
@@ -101,7 +102,7 @@ async def test_labels_note_and_resolve_actions(sidecar: SidecarProcess, chatwoot
         {"type": "note", "content": "crew=vendas confidence 0.8"},
         {"type": "resolve"},
     ]
-    conv = chatwoot.open_conversation("whatsapp", labels=["existing"])
+    conv = chatwoot.open_conversation("webwidget", labels=["existing"])
     await chatwoot.customer_says(conv, "Quero comprar")
     await chatwoot.wait_for(lambda: chatwoot.status_of(conv.display_id) == "resolved")
     assert chatwoot.replies(conv.display_id) == ["Pronto, resolvido."]
