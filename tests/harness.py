@@ -37,6 +37,8 @@ FAST = {
         "breaker_min_requests": 0,
     },
     "chatwoot": {"timeout_seconds": 2.0},
+    # Tests stop many sidecars; a short grace keeps teardown quick (the SIGTERM test sets its own).
+    "server": {"shutdown_grace_seconds": 5.0},
     "mcp_crew": {"timeout_seconds": 2.0, "decision_timeout_seconds": 0.5, "callback_timeout_seconds": 5.0},
     "health": {"probe_interval_seconds": 0.5},
 }
@@ -110,7 +112,7 @@ class SidecarProcess:
 
         return await asyncio.wait_for(seek(), timeout)
 
-    async def stop(self, sig: int = signal.SIGTERM, timeout: float = 25.0) -> int:
+    async def stop(self, sig: int = signal.SIGTERM, timeout: float = 40.0) -> int:
         if self.proc is None or self.proc.returncode is not None:
             return self.proc.returncode if self.proc else 0
         with contextlib.suppress(ProcessLookupError):

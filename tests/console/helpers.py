@@ -48,3 +48,16 @@ class LoadWatcher:
             await asyncio.wait_for(event.wait(), timeout)
         finally:
             self._waiters.remove((predicate, event))
+
+
+async def wait_for_text(pilot: Pilot[None], text: str, timeout: float = 5.0, *, present: bool = True) -> str:
+    """Settles until ``text`` is (or, with present=False, is no longer) on screen: a write's
+    effect arrives with the next refresh."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        await settle(pilot)
+        shown = screen_text(pilot.app)
+        if (text in shown) == present or loop.time() > deadline:
+            return shown
+        await pilot.pause(0.05)

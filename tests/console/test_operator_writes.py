@@ -9,7 +9,7 @@ from console.screens.dead_letters import DeadLettersScreen
 from console.screens.detail import ConversationDetailScreen
 from state import open_store
 from tests.console.conftest import ACTOR
-from tests.console.helpers import screen_text, settle
+from tests.console.helpers import screen_text, settle, wait_for_text
 
 
 def job_state(path: str, job_id: int) -> str:
@@ -62,7 +62,8 @@ async def test_retry_dead_letter_after_confirming(app: ConsoleApp, db_path: str)
         await settle(pilot)
         assert job_state(db_path, 2) == "pending"
         assert last_action(db_path) == (ACTOR, "retry_dead_letter", "job:2")
-        assert "1 dead letters" not in screen_text(app)  # the list refreshed
+        # the list refreshed
+        assert "1 dead letters" not in await wait_for_text(pilot, "1 dead letters", present=False)
         assert app.screen.query_one("#dead").row_count == 0
 
 
@@ -93,13 +94,13 @@ async def test_pause_from_list_and_give_back_from_detail(app: ConsoleApp, db_pat
         await settle(pilot)
         assert owner(db_path, 101) == "paused"
         assert last_action(db_path) == (ACTOR, "pause", "conversation:1/101")
-        assert "paused" in screen_text(app)
+        assert "paused" in await wait_for_text(pilot, "paused")
         await pilot.press("enter")
         await settle(pilot)
         assert isinstance(app.screen, ConversationDetailScreen)
-        assert "owner paused" in screen_text(app)
+        assert "owner paused" in await wait_for_text(pilot, "owner paused")
         await pilot.press("b", "y")
         await settle(pilot)
         assert owner(db_path, 101) == "bot"
         assert last_action(db_path) == (ACTOR, "give_back", "conversation:1/101")
-        assert "owner bot" in screen_text(app)
+        assert "owner bot" in await wait_for_text(pilot, "owner bot")
