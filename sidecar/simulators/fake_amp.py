@@ -28,6 +28,8 @@ from typing import Any, Literal
 import aiohttp
 from aiohttp import web
 
+from sidecar.simulators.loopback import serve, shut_down
+
 from .fake_crew import default_responder
 
 __all__ = ["FakeAmp", "AmpRun"]
@@ -78,22 +80,12 @@ class FakeAmp:
             web.get("/status/{kickoff_id}", self._status_new),
             web.get("/{kickoff_id}/status", self._status_old),
         ])
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
+        self._runner, self.url = await serve(app)
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         return self
 
     async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._session:
-            await self._session.close()
-        if self._runner:
-            await self._runner.cleanup()
+        await shut_down(self._tasks, self._session, self._runner)
 
     async def __aenter__(self) -> FakeAmp:
         return await self.start()

@@ -20,6 +20,8 @@ from typing import Any, Literal
 import aiohttp
 from aiohttp import web
 
+from sidecar.simulators.loopback import serve, shut_down
+
 from .payloads import (
     Account,
     Agent,
@@ -132,23 +134,13 @@ class FakeChatwoot:
             web.post(API_PREFIX + "/toggle_priority", self._toggle_priority),
             web.post(API_PREFIX + "/custom_attributes", self._custom_attributes),
         ])
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
+        self._runner, self.url = await serve(app)
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.webhook_timeout))
         return self
 
     async def stop(self) -> None:
         self._stopping.set()  # releases delay_next waits so the runner can shut down promptly
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._session:
-            await self._session.close()
-        if self._runner:
-            await self._runner.cleanup()
+        await shut_down(self._tasks, self._session, self._runner)
 
     async def __aenter__(self) -> FakeChatwoot:
         return await self.start()
