@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,18 +89,16 @@ def create_app(config: Config, *, config_path: str | None = None, name: str = "c
     @app.before_server_stop
     async def stop_background(app: Sanic) -> None:
         ctx: SidecarContext = app.ctx
+        grace = app.config.GRACEFUL_SHUTDOWN_TIMEOUT
         if ctx.worker is not None:
             # Leave Sanic a little of the same grace to close connections after the worker.
-            grace = app.config.GRACEFUL_SHUTDOWN_TIMEOUT
-            await ctx.worker.stop(grace_seconds=max(grace - 2, grace * 0.75))
+            await _bounded("worker", ctx.worker.stop(grace_seconds=max(grace - 2, grace * 0.75)), grace + 5)
         for task in ctx.background:
             task.cancel()
         for task in ctx.background:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            await _bounded(task.get_name(), task, 5)
         if ctx.services is not None:
-            with contextlib.suppress(StorageUnavailable):
-                await _flush_metrics(ctx.services)
+            await _bounded("metrics flush", _flush_metrics(ctx.services), 5)
 
     @app.after_server_stop
     async def close_resources(app: Sanic) -> None:
@@ -113,6 +110,19 @@ def create_app(config: Config, *, config_path: str | None = None, name: str = "c
         log_event(log, "sidecar.stopped")
 
     return app
+
+
+async def _bounded(step: str, awaitable: Any, seconds: float) -> None:
+    """Runs one shutdown step; a step that hangs or fails is logged, never allowed to keep
+    the process from exiting (leases left behind simply expire)."""
+    try:
+        await asyncio.wait_for(awaitable, seconds)
+    except asyncio.CancelledError:
+        pass
+    except TimeoutError:
+        log_event(log, "sidecar.shutdown_step_timed_out", level=30, step=step, seconds=seconds)
+    except (StorageUnavailable, Exception) as exc:  # noqa: BLE001 - shutting down regardless
+        log_event(log, "sidecar.shutdown_step_failed", level=30, step=step, error=type(exc).__name__)
 
 
 def _apply_server_limits(app: Sanic, config: Config) -> None:

@@ -113,8 +113,11 @@ class HealthMonitor:
             except Exception:  # noqa: BLE001 - the monitor must outlive any one failure
                 log.exception("health probe cycle failed")
             interval = self.svc.config.current.health.probe_interval_seconds
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
+            # that lands as its timeout fires, and the loop would then outlive the shutdown.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=interval)
+                async with asyncio.timeout(interval):
+                    await self._wake.wait()
             self._wake.clear()
 
     async def probe_all(self) -> None:

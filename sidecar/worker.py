@@ -76,8 +76,10 @@ class QueueWorker:
     async def _idle(self, seconds: float) -> None:
         wake = self.svc.wake
         if seconds > 0:
+            # asyncio.timeout: wait_for can swallow a shutdown's cancellation on Python 3.11.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), timeout=seconds)
+                async with asyncio.timeout(seconds):
+                    await wake.wait()
         wake.clear()
 
     async def stop(self, grace_seconds: float) -> None:
