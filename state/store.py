@@ -635,8 +635,12 @@ class Tx:
 
     def fold_into(self, older: Job, newer: Job, now: float) -> None:
         """Moves an overtaken burst's messages into the newer burst, so the next crew
-        request answers all of them at once."""
-        ids = list(dict.fromkeys([*older.message_ids, *newer.message_ids]))
+        request answers all of them at once.
+
+        The merged burst keeps only the newest MAX_BURST_MESSAGES: a customer who keeps
+        overtaking every answer must not grow one request without bound (the older messages
+        still travel as history)."""
+        ids = list(dict.fromkeys([*older.message_ids, *newer.message_ids]))[-MAX_BURST_MESSAGES:]
         self.conn.execute(
             "UPDATE jobs SET message_ids=?, first_message_at=min(first_message_at, ?), updated_at=? WHERE id=?",
             (_dumps(ids), older.first_message_at, now, newer.id),

@@ -137,3 +137,18 @@ def test_operator_actions_are_recorded(store: Store) -> None:
     assert store.retry_dead_letter(job.id, "console:ana")
     assert store.queue_stats().pending == 1
     assert [a.action for a in store.operator_actions()] == ["retry_dead_letter", "pause"]
+
+
+def test_folding_overtaken_bursts_keeps_the_newest_messages_only(store: Store) -> None:
+    from state.store import MAX_BURST_MESSAGES
+
+    now = time.time()
+    with store.transaction() as tx:
+        older = tx.enqueue_message(1, 2, 1, now, 0, 0)
+        for mid in range(2, MAX_BURST_MESSAGES + 1):
+            older = tx.enqueue_message(1, 2, mid, now, 0, 0)
+        tx.claim_jobs("w", now, 30, 1)
+        newer = tx.enqueue_message(1, 2, 1000, now, 0, 0)
+        tx.fold_into(tx.get_job(older.id), newer, now)
+        merged = tx.get_job(newer.id)
+    assert len(merged.message_ids) == MAX_BURST_MESSAGES and merged.message_ids[-1] == 1000
