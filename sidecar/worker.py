@@ -21,7 +21,7 @@ from sidecar.crew.base import Accepted, Answered, CrewError, CrewRequest
 from sidecar.crew.envelope import build_envelope, burst_text
 from sidecar.logs import get_logger, log_event
 from sidecar.routing import Decision, RoutingInput, decide
-from state import Job, StorageUnavailable, Tx
+from state import Job, MessageRow, StorageUnavailable, Tx
 
 log = get_logger()
 _MAX_IDLE_SECONDS = 1.0
@@ -144,8 +144,10 @@ class QueueWorker:
                 await self._finish(job, "cancelled", f"not sent to a crew: {why}")
                 return None
 
+        context: tuple[list[MessageRow], list[MessageRow]] | None = None
         if job.crew is None:
-            job = await self._route(job, conv)
+            context = await self._context(job)
+            job = await self._route(job, conv, context)
             if job.actions is not None:
                 return job
         assert job.crew is not None
@@ -163,7 +165,7 @@ class QueueWorker:
             return await self._crew_result(job, result, job.attempts or 1)
 
         if job.envelope is None:
-            job = await self._build_envelope(job, conv)
+            job = await self._build_envelope(job, conv, context or await self._context(job))
         breaker = svc.breakers.get(backend.breaker_key)
         if not breaker.allow():
             # Deferred without using up an attempt: the back-end is known to be down.
@@ -194,15 +196,23 @@ class QueueWorker:
                                    result.status_code, "")
         return await self._crew_result(job, result, attempt)
 
-    async def _route(self, job: Job, conv: Any) -> Job:
+    async def _context(self, job: Job) -> tuple[list[MessageRow], list[MessageRow]]:
+        """The burst's messages and the history before it, read once for routing and envelope."""
+        limit = self.svc.config.current.context.max_messages
+        ids = list(job.message_ids)
+
+        def read(tx: Tx) -> tuple[list[MessageRow], list[MessageRow]]:
+            return (tx.messages_by_ids(job.account_id, job.conversation_id, ids),
+                    tx.history(job.account_id, job.conversation_id, limit, ids))
+
+        return await self.svc.writer.query(read)
+
+    async def _route(self, job: Job, conv: Any, context: tuple[list[MessageRow], list[MessageRow]]) -> Job:
         svc = self.svc
         config = svc.config.current
-        burst = await svc.writer.query(
-            lambda tx: tx.messages_by_ids(job.account_id, job.conversation_id, list(job.message_ids)))
+        burst, history = context
         text = burst_text(burst)
         item = RoutingInput(channel=conv.channel, inbox_id=conv.inbox_id, text=text, labels=conv.labels)
-        history = await svc.writer.query(lambda tx: tx.history(
-            job.account_id, job.conversation_id, config.context.max_messages, list(job.message_ids)))
         engine_body = {
             "request_id": job.request_id,
             "message": text,
@@ -227,13 +237,11 @@ class QueueWorker:
             await svc.writer.transact(lambda tx: tx.store_actions(job.id, svc.worker_id, actions, time.time()))
         return await svc.writer.query(lambda tx: tx.get_job(job.id))
 
-    async def _build_envelope(self, job: Job, conv: Any) -> Job:
+    async def _build_envelope(self, job: Job, conv: Any,
+                              context: tuple[list[MessageRow], list[MessageRow]]) -> Job:
         svc = self.svc
         config = svc.config.current
-        burst = await svc.writer.query(
-            lambda tx: tx.messages_by_ids(job.account_id, job.conversation_id, list(job.message_ids)))
-        history = await svc.writer.query(lambda tx: tx.history(
-            job.account_id, job.conversation_id, config.context.max_messages, list(job.message_ids)))
+        burst, history = context
         public = config.server.public_url.rstrip("/")
         envelope = build_envelope(
             job=job, conversation=conv, burst=burst, history=history, crew=job.crew or "",

@@ -79,28 +79,36 @@ class Store(Reads):
         if self.readonly:
             raise StateError("this store was opened read-only")
         with self._lock:
-            try:
-                conn = self.conn
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                self._drop_connection()
-                raise StorageUnavailable(str(exc)) from exc
+            conn = self._begin()
             try:
                 yield Tx(conn)
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:
-                try:
-                    conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
-                self._drop_connection()
+                self._abort(conn, drop=True)
                 raise StorageUnavailable(str(exc)) from exc
             except BaseException:
-                try:
-                    conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    self._drop_connection()
+                self._abort(conn, drop=False)
                 raise
+
+    def _begin(self) -> sqlite3.Connection:
+        """BEGIN IMMEDIATE on the writer connection (StorageUnavailable if that fails)."""
+        try:
+            conn = self.conn
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            self._drop_connection()
+            raise StorageUnavailable(str(exc)) from exc
+        return conn
+
+    def _abort(self, conn: sqlite3.Connection, *, drop: bool) -> None:
+        """Rolls back; after a storage error (``drop``) or a failed rollback the connection is
+        reopened on next use, so the sidecar recovers once storage does."""
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            drop = True
+        if drop:
+            self._drop_connection()
 
     def transaction_group(self, units: Sequence[Callable[[Tx], Any]]) -> list[tuple[bool, Any]]:
         """Group commit: runs several independent write units in ONE transaction, one COMMIT
@@ -121,11 +129,9 @@ class Store(Reads):
 
         with self._lock:
             try:
-                conn = self.conn
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                self._drop_connection()
-                return all_failed(exc)
+                conn = self._begin()
+            except StorageUnavailable as exc:
+                return [(False, exc) for _ in units]
             outcomes: list[tuple[bool, Any]] = []
             try:
                 tx = Tx(conn)
@@ -145,17 +151,10 @@ class Store(Reads):
                     raise sqlite3.OperationalError("the group's transaction was rolled back by SQLite")
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:
-                try:
-                    conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
-                self._drop_connection()
+                self._abort(conn, drop=True)
                 return all_failed(exc)
             except BaseException:
-                try:
-                    conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    self._drop_connection()
+                self._abort(conn, drop=False)
                 raise
             return outcomes
 

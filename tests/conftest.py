@@ -16,22 +16,14 @@ SidecarFactory = Callable[..., Awaitable[SidecarProcess]]
 
 @pytest.fixture
 async def chatwoot() -> AsyncIterator[FakeChatwoot]:
-    fake = FakeChatwoot(webhook_secret=SECRET)
-    await fake.start()
-    try:
+    async with FakeChatwoot(webhook_secret=SECRET) as fake:
         yield fake
-    finally:
-        await fake.stop()
 
 
 @pytest.fixture
 async def crew() -> AsyncIterator[FakeCrew]:
-    fake = FakeCrew()
-    await fake.start()
-    try:
+    async with FakeCrew() as fake:
         yield fake
-    finally:
-        await fake.stop()
 
 
 @pytest.fixture

@@ -15,22 +15,14 @@ from tests.harness import SidecarProcess
 
 @pytest.fixture
 async def mcp_server() -> AsyncIterator[FakeMcp]:
-    fake = FakeMcp()
-    await fake.start()
-    try:
+    async with FakeMcp() as fake:
         yield fake
-    finally:
-        await fake.stop()
 
 
 @pytest.fixture
 async def amp() -> AsyncIterator[FakeAmp]:
-    fake = FakeAmp()
-    await fake.start()
-    try:
+    async with FakeAmp() as fake:
         yield fake
-    finally:
-        await fake.stop()
 
 
 def crews(**entries: dict[str, Any]) -> dict[str, Any]:
