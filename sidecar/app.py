@@ -12,6 +12,7 @@ from sanic import Request, Sanic
 from sanic.exceptions import SanicException
 from sanic.response import HTTPResponse, json
 
+from sidecar.applier import DeliveryApplier
 from sidecar.chatwoot import ChatwootClient
 from sidecar.config import Config, secret_values
 from sidecar.config_live import ConfigManager
@@ -76,6 +77,11 @@ def create_app(config: Config, *, config_path: str | None = None, name: str = "c
     async def start_background(app: Sanic) -> None:
         ctx: SidecarContext = app.ctx
         assert ctx.services is not None
+        assert ctx.intake is not None
+        # Always on, also with workers disabled: the journal becomes conversation state and
+        # queued work whether or not crews are being asked right now.
+        applier = DeliveryApplier(ctx.services, ctx.intake.settings)
+        ctx.background.append(asyncio.create_task(applier.run(), name="delivery-applier"))
         if ctx.config.current.processing.workers_enabled:
             ctx.worker = QueueWorker(ctx.services)
             ctx.background.append(asyncio.create_task(ctx.worker.run(), name="queue-worker"))

@@ -80,5 +80,8 @@ class Services:
     breakers: BreakerBoard
     worker_id: str = field(default_factory=make_worker_id)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when there may be queue work for the worker."""
+    journal_wake: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when a delivery was journaled and awaits the applier."""
     self_user_ids: set[int] = field(default_factory=set)
     """Chatwoot user ids the sidecar posts as (configured, or learned from create answers)."""

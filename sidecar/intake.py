@@ -1,16 +1,18 @@
-"""Provides the intake transaction: dedup, store, classify and queue one Chatwoot delivery.
+"""Provides intake's two transactions: journal a Chatwoot delivery, then apply it.
 
-Runs in the writer thread inside one BEGIN IMMEDIATE transaction, so a delivery is either
-fully recorded (delivery, conversation, message, ownership, queued work) or not at all.
+The webhook is answered once the raw delivery is journaled (one INSERT; dedup by delivery id
+and by message). Applying it - conversation snapshot, message, ownership, queued work - runs
+afterwards in the writer thread, in arrival order, all of one delivery or none of it.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from sidecar import ownership
-from sidecar.normalize import Conversation, Inbound, Message
-from state import ConversationRow, Tx
+from sidecar.normalize import Conversation, Inbound, Message, normalize
+from state import ConversationRow, StorageUnavailable, Tx
 
 # How long after posting a message its echo is still recognised as our own.
 OWN_ECHO_WINDOW_SECONDS = 900.0
@@ -91,31 +93,73 @@ def _is_own_message(tx: Tx, conv: Conversation, msg: Message, settings: IntakeSe
     ) is not None
 
 
-def record_delivery(
-    tx: Tx,
-    inbound: Inbound,
-    *,
-    body_text: str,
-    delivery_id: str | None,
-    now: float,
-    settings: IntakeSettings,
-) -> IntakeResult:
+def journal_delivery(tx: Tx, inbound: Inbound, *, body_text: str, delivery_id: str | None, now: float) -> bool:
+    """The whole acknowledged transaction: one row, marked pending. False for a duplicate.
+
+    Everything else (conversation state, ownership, queued work) is derived from this row
+    afterwards by :func:`apply_pending`, so the 2xx costs one INSERT and a share of a
+    group commit, and a crash between the two loses nothing: the row is applied on restart.
+    """
+    conv, msg = inbound.conversation, inbound.message
+    return tx.insert_delivery(
+        delivery_id=delivery_id, dedup_key=dedup_key(inbound), event=inbound.event or "unknown",
+        outcome="pending", reason="", received_at=now,
+        account_id=conv.account_id if conv else None,
+        conversation_id=conv.conversation_id if conv else None,
+        message_id=msg.id if msg else None, body=body_text,
+    )
+
+
+def first_look(inbound: Inbound, settings: IntakeSettings) -> tuple[str, str]:
+    """The webhook's answer, from the payload alone: ``accepted`` when the message is one the
+    bot may answer; whether it will (ownership, debounce) is decided when it is applied."""
     conv, msg, event = inbound.conversation, inbound.message, inbound.event
-    account_id = conv.account_id if conv else None
-    conversation_id = conv.conversation_id if conv else None
-    message_id = msg.id if msg else None
+    if event != "message_created" or msg is None or conv is None:
+        return "ignored", f"{event or 'event'}: stored for conversation state"
+    if msg.message_type != "incoming":
+        return "ignored", f"{msg.message_type or 'unknown'} message stored for context"
+    if msg.private:
+        return "ignored", "private message"
+    if settings.inbox_ids and conv.inbox_id not in settings.inbox_ids:
+        return "ignored", f"inbox {conv.inbox_id} is not served"
+    if msg.id is None:
+        return "ignored", "message has no id"
+    if not msg.content.strip() and not msg.attachments:
+        return "ignored", "empty message"
+    return "accepted", "stored; ownership and routing are decided next"
 
-    if not tx.insert_delivery(
-        delivery_id=delivery_id, dedup_key=dedup_key(inbound), event=event or "unknown",
-        outcome="ignored", reason="", received_at=now, account_id=account_id,
-        conversation_id=conversation_id, message_id=message_id, body=body_text,
-    ):
-        return IntakeResult("duplicate", "already received", event, account_id=account_id,
-                            conversation_id=conversation_id)
 
-    result = _apply(tx, inbound, now=now, settings=settings)
-    tx.set_delivery_outcome(delivery_id, dedup_key(inbound), result.outcome, result.reason)
-    return result
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """One journaled delivery after it was applied (or found unusable)."""
+
+    delivery_id: str | None
+    received_at: float
+    result: IntakeResult
+    error: str = ""
+    """Set when applying failed; the delivery is kept with outcome ``failed``."""
+
+
+def apply_pending(tx: Tx, settings: IntakeSettings, limit: int) -> list[Applied]:
+    """Applies up to ``limit`` journaled deliveries in arrival order, each in its own
+    savepoint: one that cannot be applied is marked ``failed`` (with its reason, and its
+    body kept) instead of blocking every delivery behind it."""
+    applied = []
+    for row in tx.pending_deliveries(limit):
+        try:
+            with tx.savepoint():
+                inbound = normalize(json.loads(row.body))
+                result = _apply(tx, inbound, now=row.received_at, settings=settings)
+                tx.set_delivery_outcome(row.row_id, result.outcome, result.reason)
+            applied.append(Applied(row.delivery_id, row.received_at, result))
+        except StorageUnavailable:
+            raise  # storage trouble: the whole batch is retried later
+        except Exception as exc:  # noqa: BLE001 - a bug on one delivery must not stall the rest
+            reason = f"could not be applied: {type(exc).__name__}"
+            tx.set_delivery_outcome(row.row_id, "failed", reason)
+            applied.append(Applied(row.delivery_id, row.received_at, IntakeResult("failed", reason, ""),
+                                   error=repr(exc)))
+    return applied
 
 
 def _apply(tx: Tx, inbound: Inbound, *, now: float, settings: IntakeSettings) -> IntakeResult:

@@ -1,8 +1,10 @@
-"""Provides the Chatwoot webhook intake: verify, parse, commit, answer.
+"""Provides the Chatwoot webhook intake: verify, parse, journal, answer.
 
 The order matters for cost and safety: the signature is checked over the raw bytes first
 (a forged or stale delivery costs no JSON parsing and no database work), and a 2xx is
-only ever returned after the delivery's transaction has committed.
+only ever returned after the delivery's row has committed. The answer's status comes from
+the payload alone (sidecar.intake.first_look); the applier derives everything else from the
+committed row afterwards, so Chatwoot waits for one INSERT, not for the whole bookkeeping.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sidecar.applier import event_label
 from sidecar.context import Services
-from sidecar.intake import IntakeResult, IntakeSettings, record_delivery
+from sidecar.intake import IntakeSettings, first_look, journal_delivery
 from sidecar.logs import get_logger, log_event
-from sidecar.normalize import KNOWN_EVENTS, normalize
+from sidecar.normalize import normalize
 from sidecar.signature import DELIVERY_HEADER, verify_signature
 from state import StorageUnavailable
 
@@ -30,13 +33,36 @@ class IntakeReply:
     body: dict[str, Any]
 
 
+class RateLimitedLog:
+    """At most one log line per reason and interval: a flood of forged or broken requests
+    must not flood the log (nor cost a disk write each); the next line says how many
+    were left out, and the metrics count every one."""
+
+    def __init__(self, per_seconds: float) -> None:
+        self.per_seconds = per_seconds
+        self._last: dict[str, float] = {}
+        self._skipped: dict[str, int] = {}
+
+    def admit(self, key: str, now: float) -> int | None:
+        """None: skip this line; otherwise log it, noting this many left out since the last."""
+        if now - self._last.get(key, float("-inf")) < self.per_seconds:
+            self._skipped[key] = self._skipped.get(key, 0) + 1
+            return None
+        if len(self._last) > 64:  # reasons are our own texts; bound the memory anyway
+            self._last.clear()
+        self._last[key] = now
+        return self._skipped.pop(key, 0)
+
+
 class WebhookIntake:
     def __init__(self, services: Services) -> None:
         self.svc = services
         self.last_rejection: dict[str, Any] | None = None
+        self._rejection_log = RateLimitedLog(per_seconds=1.0)
         self.last_delivery_at: float | None = None
 
-    def _settings(self) -> IntakeSettings:
+    def settings(self) -> IntakeSettings:
+        """What intake needs of the live config, read afresh (config changes apply at once)."""
         config = self.svc.config.current
         p = config.processing
         self_ids = set(self.svc.self_user_ids)
@@ -50,10 +76,14 @@ class WebhookIntake:
         )
 
     def _reject(self, status: int, outcome: str, reason: str, delivery_id: str | None) -> IntakeReply:
+        now = time.time()
         self.svc.metrics.inc("connector_webhooks_received_total", event="unknown", outcome=outcome)
-        self.last_rejection = {"at": time.time(), "status": status, "outcome": outcome, "reason": reason,
+        self.last_rejection = {"at": now, "status": status, "outcome": outcome, "reason": reason,
                                "delivery_id": delivery_id}
-        log_event(log, "webhook.rejected", level=30, status=status, reason=reason, delivery=delivery_id)
+        suppressed = self._rejection_log.admit(reason, now)
+        if suppressed is not None:
+            log_event(log, "webhook.rejected", level=30, status=status, reason=reason, delivery=delivery_id,
+                      suppressed=suppressed or None)
         return IntakeReply(status, {"status": "rejected", "error": reason})
 
     async def handle(self, body: bytes, headers: Mapping[str, str]) -> IntakeReply:
@@ -79,40 +109,25 @@ class WebhookIntake:
         inbound = normalize(payload)
         now = time.time()
         try:
-            result: IntakeResult = await svc.writer.transact(
-                record_delivery, inbound, body_text=text, delivery_id=delivery_id, now=now,
-                settings=self._settings(),
-            )
+            fresh = await svc.writer.transact(journal_delivery, inbound, body_text=text, delivery_id=delivery_id,
+                                              now=now)
         except StorageUnavailable as exc:
-            svc.metrics.inc("connector_webhooks_received_total", event=_event_label(inbound.event),
+            svc.metrics.inc("connector_webhooks_received_total", event=event_label(inbound.event),
                             outcome="storage_unavailable")
             log_event(log, "webhook.storage_unavailable", level=40, delivery=delivery_id, error=str(exc))
             return IntakeReply(503, {"status": "unavailable", "error": "storage unavailable, not accepted"})
 
         self.last_delivery_at = now
-        elapsed = time.monotonic() - started
-        svc.metrics.inc("connector_webhooks_received_total", event=_event_label(inbound.event),
-                        outcome=result.outcome)
-        svc.metrics.observe("connector_intake_duration_seconds", elapsed)
-        if result.job_id is not None or result.cancelled_jobs:
-            svc.wake.set()
-        log_event(
-            log, "webhook.received", delivery=delivery_id, event=_event_label(inbound.event), outcome=result.outcome,
-            reason=result.reason, conversation=_conv(result), job=result.job_id,
-            unsigned=True if check.unsigned else None, ms=round(elapsed * 1000, 2),
-        )
-        return IntakeReply(200, {"status": result.outcome, "reason": result.reason})
-
-
-def _event_label(event: str) -> str:
-    """Event names come from the sender: unknown ones are folded into one label, so a
-    hostile body can neither blow up metric cardinality nor write a huge log field."""
-    if event in KNOWN_EVENTS:
-        return event
-    return "unknown" if not event else "other"
-
-
-def _conv(result: IntakeResult) -> str | None:
-    if result.account_id is None or result.conversation_id is None:
-        return None
-    return f"{result.account_id}/{result.conversation_id}"
+        svc.metrics.observe("connector_intake_duration_seconds", time.monotonic() - started)
+        if check.unsigned:
+            log_event(log, "webhook.unsigned", level=30, delivery=delivery_id)
+        if not fresh:
+            # Logged here: a duplicate never reaches the applier, which logs every other delivery.
+            svc.metrics.inc("connector_webhooks_received_total", event=event_label(inbound.event),
+                            outcome="duplicate")
+            log_event(log, "webhook.received", delivery=delivery_id, event=event_label(inbound.event),
+                      outcome="duplicate", reason="already received")
+            return IntakeReply(200, {"status": "duplicate", "reason": "already received"})
+        svc.journal_wake.set()
+        outcome, reason = first_look(inbound, self.settings())
+        return IntakeReply(200, {"status": outcome, "reason": reason})

@@ -18,6 +18,7 @@ from state.models import (
     Job,
     MessageRow,
     OperatorAction,
+    PendingDelivery,
     QueueStats,
     RoutingDecisionRow,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "Job",
     "MessageRow",
     "OperatorAction",
+    "PendingDelivery",
     "QueueStats",
     "RoutingDecisionRow",
     "SchemaMismatch",

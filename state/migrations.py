@@ -198,5 +198,13 @@ def m0001_initial(db: Database) -> None:
         db.execute(statement)
 
 
-KNOWN_MIGRATIONS = ("0001_initial",)
+@MIGRATIONS(name="0002_pending_deliveries")
+def m0002_pending_deliveries(db: Database) -> None:
+    """Deliveries are acknowledged once journaled and applied afterwards, in arrival order;
+    this partial index lets the applier find the not-yet-applied ones without a scan (it
+    holds only the backlog, so it stays tiny)."""
+    db.execute("CREATE INDEX idx_deliveries_pending ON deliveries(id) WHERE outcome = 'pending'")
+
+
+KNOWN_MIGRATIONS = ("0001_initial", "0002_pending_deliveries")
 """Every migration name this version knows, in order (checked by a test)."""

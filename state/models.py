@@ -32,6 +32,16 @@ class Delivery:
 
 
 @dataclass(frozen=True, slots=True)
+class PendingDelivery:
+    """A delivery acknowledged to Chatwoot but not yet applied to conversation state."""
+
+    row_id: int
+    delivery_id: str | None
+    received_at: float
+    body: str
+
+
+@dataclass(frozen=True, slots=True)
 class ConversationRow:
     """The stored view of one Chatwoot conversation."""
 

@@ -16,6 +16,7 @@ from state.models import (
     ConversationRow,
     CrewAttempt,
     DeadLetter,
+    Delivery,
     Job,
     MessageRow,
     OperatorAction,
@@ -204,6 +205,21 @@ class Reads:
         return {r["outcome"]: r["n"] for r in self._all(
             "SELECT outcome, count(*) AS n FROM deliveries GROUP BY outcome"
         )}
+
+    def journal_backlog(self) -> tuple[int, float | None]:
+        """(deliveries acknowledged but not applied yet, the oldest one's receipt time)."""
+        row = self.conn.execute(
+            "SELECT count(*), min(received_at) FROM deliveries WHERE outcome='pending'").fetchone()
+        return row[0], row[1]
+
+    def delivery(self, delivery_id: str) -> Delivery | None:
+        """The latest delivery stored under ``delivery_id`` (its outcome, once applied)."""
+        row = self.conn.execute(
+            "SELECT id, delivery_id, event, outcome, reason, received_at, account_id, conversation_id, "
+            "message_id FROM deliveries WHERE delivery_id=? ORDER BY id DESC LIMIT 1",
+            (delivery_id,),
+        ).fetchone()
+        return Delivery(*row) if row else None
 
     def last_delivery_at(self) -> float | None:
         return self.conn.execute("SELECT max(received_at) FROM deliveries").fetchone()[0]

@@ -13,7 +13,7 @@ from typing import Any
 
 from state.db import apply_migrations, check_schema, connect_reader, connect_writer
 from state.errors import StateError, StorageUnavailable
-from state.models import ActionRecord, ConversationRow, Job, MessageRow
+from state.models import ActionRecord, ConversationRow, Job, MessageRow, PendingDelivery
 from state.queries import Reads
 
 # Terminal states never change again except by an operator (retry / discard a dead letter).
@@ -269,12 +269,37 @@ class Tx:
         )
         return cur.rowcount == 1
 
-    def set_delivery_outcome(self, delivery_id: str | None, dedup_key: str | None, outcome: str, reason: str) -> None:
-        self.conn.execute(
-            "UPDATE deliveries SET outcome=?, reason=? WHERE id=(SELECT max(id) FROM deliveries "
-            "WHERE delivery_id IS ? AND dedup_key IS ?)",
-            (outcome, reason, delivery_id, dedup_key),
-        )
+    def pending_deliveries(self, limit: int) -> list[PendingDelivery]:
+        """Journaled deliveries not applied yet, oldest first (arrival order is apply order)."""
+        rows = self.conn.execute(
+            "SELECT id, delivery_id, received_at, body FROM deliveries WHERE outcome='pending' "
+            "ORDER BY id LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [PendingDelivery(r[0], r[1], r[2], r[3]) for r in rows]
+
+    def set_delivery_outcome(self, row_id: int, outcome: str, reason: str) -> None:
+        self.conn.execute("UPDATE deliveries SET outcome=?, reason=? WHERE id=?", (outcome, reason, row_id))
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Undoes only the enclosed writes when the block raises (the transaction goes on).
+        Storage trouble comes out as StorageUnavailable, any other SQLite error as StateError."""
+        self.conn.execute("SAVEPOINT part")
+        try:
+            yield
+        except BaseException as exc:
+            try:
+                self.conn.execute("ROLLBACK TO part")
+                self.conn.execute("RELEASE part")
+            except sqlite3.Error:
+                pass  # the transaction itself is gone; the caller's group fails as a whole
+            if isinstance(exc, sqlite3.OperationalError):
+                raise StorageUnavailable(str(exc)) from exc  # full disk, I/O error, lock
+            if isinstance(exc, sqlite3.Error):
+                raise StateError(str(exc)) from exc  # a constraint or a bug: this block's own fault
+            raise
+        self.conn.execute("RELEASE part")
 
     def get_conversation(self, account_id: int, conversation_id: int) -> ConversationRow | None:
         row = self._one(

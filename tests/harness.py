@@ -112,6 +112,14 @@ class SidecarProcess:
 
         return await asyncio.wait_for(seek(), timeout)
 
+    async def outcome(self, delivery_id: str, timeout: float = 10.0) -> tuple[str, str]:
+        """A delivery's final (outcome, reason): the webhook's answer comes from the payload
+        alone, the applier decides after the commit and logs one line per delivery."""
+        await self.wait_for_output(f"webhook.received delivery={delivery_id} ", timeout)
+        delivery = self.query(lambda s: s.delivery(delivery_id))
+        assert delivery is not None, delivery_id
+        return delivery.outcome, delivery.reason
+
     async def stop(self, sig: int = signal.SIGTERM, timeout: float = 40.0) -> int:
         if self.proc is None or self.proc.returncode is not None:
             return self.proc.returncode if self.proc else 0

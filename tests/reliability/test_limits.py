@@ -49,6 +49,7 @@ async def test_oversized_body_is_refused_with_413_and_nothing_stored(sidecar_fac
         small_id, small, small_headers = signed_delivery(chatwoot, conv, "y" * 15_000)
         assert await post_delivery(session, webhook_url(proc), small_id, small, small_headers, ledger) == 200
     assert [r["delivery_id"] for r in rows(proc, "SELECT delivery_id FROM deliveries")] == [small_id]
+    assert (await proc.outcome(small_id))[0] == "accepted"
     assert len(rows(proc, "SELECT * FROM messages")) == 1
 
 

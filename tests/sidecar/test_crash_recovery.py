@@ -22,6 +22,10 @@ async def test_kill_9_mid_stream_then_restart_answers_every_accepted_webhook_onc
     sidecar: SidecarProcess, chatwoot: FakeChatwoot, crew: FakeCrew
 ) -> None:
     crew.latency = 0.05  # keep some requests in flight when the kill lands
+    # A user token: when the kill lands between a reply's create call and its echo, the echo
+    # is lost with the process and only the message list can prove the reply exists. (With an
+    # agent-bot token that window may post twice: docs/reliability.md, "the echo grace".)
+    chatwoot.token_kind = "user"
     conversations = [chatwoot.open_conversation(("whatsapp", "facebook", "webwidget")[i % 3]) for i in range(40)]
     statuses: dict[int, int] = {}
     killed = asyncio.Event()

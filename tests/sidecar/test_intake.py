@@ -10,6 +10,7 @@ import aiohttp
 
 from sidecar.simulators import FakeChatwoot, FakeCrew, chatwoot_json, sign
 from sidecar.simulators.payloads import message_event
+from sidecar.webhook_intake import RateLimitedLog
 from tests.conftest import SidecarFactory
 from tests.harness import SECRET, SidecarProcess
 
@@ -119,3 +120,12 @@ async def test_unsigned_deliveries_only_when_allowed(
     assert status == 401
     await chatwoot.wait_for(lambda: len(chatwoot.replies(conv.display_id)) == 1)
     assert proc.url
+
+
+def test_rejection_log_lines_are_rate_limited_per_reason() -> None:
+    limiter = RateLimitedLog(per_seconds=1.0)
+    assert limiter.admit("bad signature", 100.0) == 0
+    assert limiter.admit("bad signature", 100.2) is None
+    assert limiter.admit("stale timestamp", 100.3) == 0  # another reason has its own allowance
+    assert limiter.admit("bad signature", 100.5) is None
+    assert limiter.admit("bad signature", 101.1) == 2  # the line after says how many were left out

@@ -163,7 +163,7 @@ async def test_log_file_lines_carry_ids_crew_and_timings(sidecar: SidecarProcess
     await sidecar.wait_for_output("job.done")
     lines = _log_lines(sidecar)
     [received] = [line for line in lines if "webhook.received" in line and "delivery=delivery-abc" in line]
-    assert f"conversation=7/{conv.display_id}" in received and re.search(r" ms=[\d.]+", received)
+    assert f"conversation=7/{conv.display_id}" in received and re.search(r" lag_ms=[\d.]+", received)
     assert any("routing.decided" in line and "crew=whatsapp_crew" in line for line in lines)
     assert any("job.done" in line and "crew=whatsapp_crew" in line for line in lines)
     assert all(LINE_START.match(line) for line in lines)

@@ -23,8 +23,11 @@ async def test_own_replies_notes_templates_echoes_and_updates_are_never_answered
     conv = chatwoot.open_conversation("whatsapp")
     await _answered_once_more(chatwoot, conv, "Oi, meu pedido atrasou")
     # The reply's echo (agent-bot token) came back as a webhook and must not have paused the bot.
-    await chatwoot.wait_for(lambda: any(r[1] == "message_created" and r[3] and "bot message" in r[3]["reason"]
+    await chatwoot.wait_for(lambda: any(r[1] == "message_created" and r[3] and "outgoing" in r[3]["reason"]
                                         for r in chatwoot.webhook_results))
+    echo = next(r[0] for r in chatwoot.webhook_results if r[3] and "outgoing" in r[3]["reason"])
+    outcome, reason = await sidecar.outcome(echo)
+    assert outcome == "ignored" and "bot message" in reason
     bot_message = conv.messages[-1]
     results = [
         await chatwoot.agent_says(conv, "nota interna: cliente VIP", private=True),
@@ -64,8 +67,9 @@ async def test_a_native_app_echo_pauses_the_bot(sidecar: SidecarProcess, chatwoo
     conv = chatwoot.open_conversation("whatsapp")
     status, body = await chatwoot.native_echo(conv, "Oi Mariana, aqui é o Carlos pelo app")
     assert status == 200 and body["status"] == "ignored"
-    status, body = await chatwoot.customer_says(conv, "Oi Carlos!")
-    assert body["status"] == "ignored" and "does not own" in body["reason"]
+    await chatwoot.customer_says(conv, "Oi Carlos!")
+    outcome, reason = await sidecar.outcome(chatwoot.webhook_results[-1][0])
+    assert outcome == "ignored" and "does not own" in reason
     assert crew.crew_requests() == []
 
 
@@ -77,8 +81,9 @@ async def test_human_reply_pauses_and_resolution_gives_the_conversation_back(
     await _answered_once_more(chatwoot, conv, "Hi, I need help with order 48190")
     status, body = await chatwoot.agent_says(conv, "Hi Priya, Carlos here, I'll take it from here.")
     assert status == 200
-    status, body = await chatwoot.customer_says(conv, "Thanks Carlos")
-    assert body["status"] == "ignored" and "human" in body["reason"]
+    await chatwoot.customer_says(conv, "Thanks Carlos")
+    outcome, reason = await sidecar.outcome(chatwoot.webhook_results[-1][0])
+    assert outcome == "ignored" and "human" in reason
     await chatwoot.resolve(conv)
     await _answered_once_more(chatwoot, conv, "Hello again, another question")
     assert len(crew.crew_requests()) == 2

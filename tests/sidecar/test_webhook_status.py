@@ -9,7 +9,7 @@ from tests.conftest import SidecarFactory
 from tests.harness import SECRET, SidecarProcess
 from tests.secrets_check import RecordingClient, poll_until
 
-OUTCOMES = {"accepted", "ignored", "duplicate", "rejected_signature", "rejected_malformed"}
+OUTCOMES = {"accepted", "ignored", "duplicate", "failed", "rejected_signature", "rejected_malformed"}
 
 
 async def test_counts_every_outcome_and_names_the_last_rejection(
@@ -26,6 +26,7 @@ async def test_counts_every_outcome_and_names_the_last_rejection(
         assert (await chatwoot.customer_says(conv, "oi", delivery_id="d-1"))[1]["status"] == "accepted"
         assert (await chatwoot.customer_says(conv, "oi de novo", delivery_id="d-1"))[1]["status"] == "duplicate"
         assert (await chatwoot.agent_says(conv, "nota interna", private=True))[0] == 200
+        await sidecar.outcome(chatwoot.webhook_results[-1][0])  # counted once applied
         status, _ = await chatwoot.send_event({"event": "message_created"}, secret="not-the-secret-at-all")
         assert status == 401
         status, _ = await chatwoot.send_event(None, raw_body=b"{not json", delivery_id="d-bad")
@@ -44,13 +45,16 @@ async def test_counts_every_outcome_and_names_the_last_rejection(
     assert body["last_rejection"]["reason"] == "body is not valid UTF-8 JSON"
     assert body["last_rejection"]["delivery_id"] == "d-bad"
     assert "{not json" not in raw and SECRET not in raw and "not-the-secret-at-all" not in raw
-    assert set(body["queue"]) >= {"depth", "pending", "in_flight", "waiting", "dead_letters", "oldest_pending_age"}
+    assert set(body["queue"]) >= {"depth", "pending", "in_flight", "waiting", "dead_letters", "oldest_pending_age",
+                                  "unapplied", "oldest_unapplied_age"}
+    assert body["queue"]["unapplied"] == 0 and body["queue"]["oldest_unapplied_age"] is None
 
 
 async def test_queue_depth_shows_waiting_work(sidecar_factory: SidecarFactory, chatwoot: FakeChatwoot) -> None:
     proc = await sidecar_factory({"processing": {"workers_enabled": False}})
     for _ in range(3):
         await chatwoot.customer_says(chatwoot.open_conversation("facebook"), "olá")
+    await proc.outcome(chatwoot.webhook_results[-1][0])  # queued once applied (in arrival order)
     async with RecordingClient() as http:
         status, body, _ = await http.get(f"{proc.url}/webhook/status")
     assert status == 200
