@@ -9,7 +9,9 @@ evidence (the echo webhook, or the message list) before posting again.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from sidecar import ownership
@@ -92,74 +94,84 @@ def _gate(tx: Tx, job: Job, idx: int, now: float) -> tuple[str, str] | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class _Opening:
+    """What the transaction before a step's Chatwoot call found."""
+
+    verdict: tuple[str, str] | None = None
+    """Set when the answer must not be posted any more: (final state, reason)."""
+    earlier: ActionRecord | None = None
+    """The step's row from an earlier try (done, or a message that may have been posted);
+    None when this transaction committed the step's intent row."""
+
+
+Write = Callable[[Tx], Any]
+"""A write to commit later, together with the next one (see ActionApplier.apply)."""
+
+
+def _open_step(tx: Tx, job: Job, idx: int, step: Step, gated: bool, completed: Write | None,
+               now: float) -> _Opening:
+    """Everything before step ``idx``'s Chatwoot call, in one transaction: the previous step's
+    completion, the gate, and the step's intent row (committed before the call)."""
+    if completed is not None:
+        completed(tx)
+    if gated:
+        verdict = _gate(tx, job, idx, now)
+        if verdict is not None:
+            return _Opening(verdict=verdict)
+    record = tx.get_action(job.id, idx)
+    if record is not None and (record.state == "done" or step.op == "message"):
+        return _Opening(earlier=record)  # a started message needs evidence before it is posted again
+    digest = content_hash(step.args["content"]) if step.op == "message" else ""
+    tx.begin_action(job.id, idx, step.op, job.account_id, job.conversation_id, digest, time.time())
+    return _Opening()
+
+
 class ActionApplier:
     def __init__(self, services: Services) -> None:
         self.svc = services
 
     async def apply(self, job: Job) -> None:
-        """Applies the job's stored actions, then finishes it (done, dead or cancelled)."""
+        """Applies the job's stored actions, then finishes it (done, dead or cancelled).
+
+        A step's completion (its row marked done, local state updated) needs no outside call,
+        so it is committed together with the next write: the next step's opening, or the
+        finish. Nothing outbound happens in between, so no intent row is ever delayed."""
         svc = self.svc
         failed = job.outcome == "failed"
         steps = expand(job.actions or ())
         first_self_change = next((i for i, s in enumerate(steps) if s.changes_ownership), len(steps))
+        completed: Write | None = None
         for idx, step in enumerate(steps):
-            now = time.time()
-            if not failed and idx <= first_self_change:
-                verdict = await svc.writer.transact(_gate, job, idx, now)
-                if verdict is not None:
-                    await self._finish(job, verdict[0], verdict[1])
-                    return
-            record = await svc.writer.query(lambda tx, i=idx: tx.get_action(job.id, i))
-            if record is not None and record.state == "done":
+            gated = not failed and idx <= first_self_change
+            opening = await svc.writer.transact(_open_step, job, idx, step, gated, completed, time.time())
+            completed = None
+            if opening.verdict is not None:
+                await self._finish(job, *opening.verdict)
+                return
+            if opening.earlier is not None and opening.earlier.state == "done":
                 continue
             try:
-                if not await self._run_step(job, idx, step, record):
-                    return  # parked until the evidence question can be answered
+                completed = await self._run_step(job, idx, step, opening.earlier)
             except ChatwootError as exc:
                 await self._chatwoot_failed(job, exc)
                 return
+            if completed is None:
+                return  # parked until the evidence question can be answered
         if failed:
-            await self._finish(job, "dead", job.last_error or "crew failed")
+            await self._finish(job, "dead", job.last_error or "crew failed", completed)
         else:
-            await self._finish(job, "done", "answered")
+            await self._finish(job, "done", "answered", completed)
 
-    async def _run_step(self, job: Job, idx: int, step: Step, record: ActionRecord | None) -> bool:
+    async def _run_step(self, job: Job, idx: int, step: Step, earlier: ActionRecord | None) -> Write | None:
+        """Makes the step's Chatwoot call (its intent row is committed); returns the write that
+        completes it, or None if the job was parked."""
+        if step.op == "message":
+            return await self._post(job, idx, step, earlier)
         svc = self.svc
         acct, conv = job.account_id, job.conversation_id
-        if step.op == "message":
-            content, private = step.args["content"], step.args["private"]
-            digest = content_hash(content)
-            if record is not None:
-                verdict = await self._already_posted(job, record, content, private)
-                if verdict is None:
-                    await self._park(job, record.started_at + ECHO_GRACE_SECONDS,
-                                     "waiting for Chatwoot's echo of a message whose create call dropped")
-                    return False
-                if verdict is not False:
-                    found_id = verdict if type(verdict) is int else None
-                    await svc.writer.transact(_record_message, job, idx, found_id, content, private, digest)
-                    return True
-            await svc.writer.transact(lambda tx: tx.begin_action(job.id, idx, "message", acct, conv, digest, time.time()))
-            try:
-                answer = await svc.chatwoot.create_message(acct, conv, content, private=private)
-            except ChatwootError as exc:
-                if not exc.ambiguous:
-                    # Chatwoot answered "not created" (429, 4xx, 500): the next try posts again
-                    # without waiting for evidence.
-                    await svc.writer.transact(lambda tx: tx.forget_action(job.id, idx))
-                raise
-            self._learn_identity(answer)
-            message_id = answer.get("id") if isinstance(answer.get("id"), int) else None
-            await svc.writer.transact(_record_message, job, idx, message_id, content, private, digest)
-            log_event(log, "chatwoot.message_posted", conversation=f"{acct}/{conv}", job=job.id,
-                      private=private, message_id=message_id, chars=len(content))
-            return True
-        await svc.writer.transact(lambda tx: tx.begin_action(job.id, idx, step.op, acct, conv, "", time.time()))
-        if step.op == "owner":
-            await svc.writer.transact(
-                lambda tx: tx.set_owner(acct, conv, step.args["owner"], step.args["reason"], time.time())
-            )
-        elif step.op == "status":
+        labels: list[str] = []
+        if step.op == "status":
             await svc.chatwoot.toggle_status(acct, conv, step.args["status"])
             log_event(log, "chatwoot.status_changed", conversation=f"{acct}/{conv}", job=job.id,
                       status=step.args["status"])
@@ -170,14 +182,53 @@ class ActionApplier:
             if current is None:
                 stored = await svc.writer.query(lambda tx: tx.get_conversation(acct, conv))
                 current = list(stored.labels) if stored else []
-            union = list(dict.fromkeys([*current, *step.args["add"]]))
-            await svc.chatwoot.set_labels(acct, conv, union)
-            await svc.writer.transact(lambda tx: tx.upsert_conversation(acct, conv, time.time(), labels=union))
-        await svc.writer.transact(
-            lambda tx: tx.finish_action(job.id, idx, chatwoot_message_id=None, detail=str(step.args)[:300],
-                                        now=time.time())
-        )
-        return True
+            labels = list(dict.fromkeys([*current, *step.args["add"]]))
+            await svc.chatwoot.set_labels(acct, conv, labels)
+        detail = str(step.args)[:300]
+
+        def complete(tx: Tx) -> None:
+            now = time.time()
+            if step.op == "owner":  # local only: committed before the next step's Chatwoot call
+                tx.set_owner(acct, conv, step.args["owner"], step.args["reason"], now)
+            elif step.op == "labels":
+                tx.upsert_conversation(acct, conv, now, labels=labels)
+            tx.finish_action(job.id, idx, chatwoot_message_id=None, detail=detail, now=now)
+
+        return complete
+
+    async def _post(self, job: Job, idx: int, step: Step, earlier: ActionRecord | None) -> Write | None:
+        """A message step; a row from an earlier try means it may have been posted already."""
+        svc = self.svc
+        acct, conv = job.account_id, job.conversation_id
+        content, private = step.args["content"], step.args["private"]
+        digest = content_hash(content)
+        if earlier is not None:
+            verdict = await self._already_posted(job, earlier, content, private)
+            if verdict is None:
+                await self._park(job, earlier.started_at + ECHO_GRACE_SECONDS,
+                                 "waiting for Chatwoot's echo of a message whose create call dropped")
+                return None
+            if verdict is not False:
+                found_id = verdict if type(verdict) is int else None
+                return partial(_record_message, job=job, idx=idx, message_id=found_id, content=content,
+                               private=private, digest=digest)
+            # Certainly not posted: a fresh intent row before posting again.
+            await svc.writer.transact(lambda tx: tx.begin_action(job.id, idx, "message", acct, conv, digest,
+                                                                 time.time()))
+        try:
+            answer = await svc.chatwoot.create_message(acct, conv, content, private=private)
+        except ChatwootError as exc:
+            if not exc.ambiguous:
+                # Chatwoot answered "not created" (429, 4xx, 500): the next try posts again
+                # without waiting for evidence.
+                await svc.writer.transact(lambda tx: tx.forget_action(job.id, idx))
+            raise
+        self._learn_identity(answer)
+        message_id = answer.get("id") if isinstance(answer.get("id"), int) else None
+        log_event(log, "chatwoot.message_posted", conversation=f"{acct}/{conv}", job=job.id,
+                  private=private, message_id=message_id, chars=len(content))
+        return partial(_record_message, job=job, idx=idx, message_id=message_id, content=content,
+                       private=private, digest=digest)
 
     async def _already_posted(self, job: Job, record: ActionRecord, content: str, private: bool) -> int | bool | None:
         """After an interrupted create: the message id if it was stored, False if it certainly
@@ -232,13 +283,18 @@ class ActionApplier:
                             maximum=config.processing.retry_max_seconds, retry_after=exc.retry_after)
         await self._park(job, time.time() + delay, str(exc))
 
-    async def _finish(self, job: Job, state: str, reason: str) -> None:
+    async def _finish(self, job: Job, state: str, reason: str, completed: Write | None = None) -> None:
+        """Ends the job; ``completed`` (the last step's completion) is committed with it."""
         svc = self.svc
         outcome = {"done": "answered", "dead": "dead_letter"}.get(state, state)
-        ok = await svc.writer.transact(
-            lambda tx: tx.finish_job(job.id, svc.worker_id, state, outcome, "" if state == "done" else reason,
-                                     time.time())
-        )
+
+        def finish(tx: Tx) -> bool:
+            if completed is not None:
+                completed(tx)
+            return tx.finish_job(job.id, svc.worker_id, state, outcome, "" if state == "done" else reason,
+                                 time.time())
+
+        ok = await svc.writer.transact(finish)
         if ok:
             if state == "dead":
                 svc.metrics.inc("connector_jobs_dead_lettered_total")
@@ -247,7 +303,8 @@ class ActionApplier:
         svc.wake.set()
 
 
-def _record_message(tx: Tx, job: Job, idx: int, message_id: int | None, content: str, private: bool, digest: str) -> None:
+def _record_message(tx: Tx, *, job: Job, idx: int, message_id: int | None, content: str, private: bool,
+                    digest: str) -> None:
     now = time.time()
     tx.finish_action(job.id, idx, chatwoot_message_id=message_id, detail="posted", now=now)
     role = "note" if private else "bot"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from typing import Any
 
 from sidecar import ownership
@@ -21,11 +22,13 @@ from sidecar.crew.base import Accepted, Answered, CrewError, CrewRequest
 from sidecar.crew.envelope import build_envelope, burst_text
 from sidecar.logs import get_logger, log_event
 from sidecar.routing import Decision, RoutingInput, decide
-from state import Job, MessageRow, StorageUnavailable, Tx
+from state import ConversationRow, Job, MessageRow, StorageUnavailable, Tx
 
 log = get_logger()
 _MAX_IDLE_SECONDS = 1.0
 _NO_TYPING_CHANNELS = frozenset({"whatsapp", "facebook", "instagram"})
+_Context = tuple[list[MessageRow], list[MessageRow]]
+"""A burst's messages and the history before it."""
 
 
 class QueueWorker:
@@ -132,9 +135,8 @@ class QueueWorker:
     async def _crew_step(self, job: Job) -> Job | None:
         """Gets the crew's answer; returns the job with actions, or None if it was parked."""
         svc = self.svc
-        config = svc.config.current
-        svc.crews.refresh(config)
-        conv = await svc.writer.query(lambda tx: tx.get_conversation(job.account_id, job.conversation_id))
+        svc.crews.refresh(svc.config.current)
+        conv, context = await self._inputs(job)
         if conv is None:
             await self._finish(job, "cancelled", "conversation unknown")
             return None
@@ -144,70 +146,102 @@ class QueueWorker:
                 await self._finish(job, "cancelled", f"not sent to a crew: {why}")
                 return None
 
-        context: tuple[list[MessageRow], list[MessageRow]] | None = None
+        decision: Decision | None = None
         if job.crew is None:
-            context = await self._context(job)
-            job = await self._route(job, conv, context)
-            if job.actions is not None:
-                return job
-        assert job.crew is not None
-        backend = svc.crews.backend_for(job.crew)
+            assert context is not None
+            decision = await self._decide(job, conv, context)
+            if decision.handoff:
+                return await self._store_handoff(job, decision)
+        elif job.external_id is not None:
+            return await self._poll(job)
+        return await self._submit(job, conv, context, decision)
 
-        if job.external_id is not None:
-            # The crew accepted this request earlier; its answer is late or must be polled.
-            if job.deadline_at is not None and time.time() >= job.deadline_at:
-                return await self._fail(job, "the crew did not answer before the deadline")
-            request = CrewRequest(job.request_id, job.crew, job.envelope or {}, job.attempts, job.external_id)
-            try:
-                result = await backend.poll(request)
-            except CrewError as exc:
-                return await self._crew_failed(job, exc, job.attempts or 1)
-            return await self._crew_result(job, result, job.attempts or 1)
-
-        if job.envelope is None:
-            job = await self._build_envelope(job, conv, context or await self._context(job))
-        breaker = svc.breakers.get(backend.breaker_key)
-        if not breaker.allow():
-            # Deferred without using up an attempt: the back-end is known to be down.
-            await svc.writer.transact(lambda tx: tx.schedule_retry(
-                job.id, svc.worker_id, breaker.retry_at(), "circuit breaker open", time.time()))
-            svc.metrics.inc("connector_crew_requests_total", crew=job.crew, outcome="deferred_breaker_open")
-            return None
-        attempt = await svc.writer.transact(Tx.start_attempt, job.id, svc.worker_id, time.time())
-        if attempt is None:
-            return None
-        request = CrewRequest(job.request_id, job.crew, job.envelope or {}, attempt)
-        await self._typing(job, True, conv.channel)
-        started_wall, started = time.time(), time.monotonic()
-        try:
-            result: Answered | Accepted = await backend.submit(request)
-        except CrewError as exc:
-            duration = time.monotonic() - started
-            breaker.record(not exc.counts_against_backend)
-            await self._record_attempt(job, attempt, backend.kind, started_wall, duration,
-                                       "retry" if exc.retryable else "failed", exc.status_code, str(exc))
-            return await self._crew_failed(job, exc, attempt)
-        finally:
-            await self._typing(job, False, conv.channel)
-        duration = time.monotonic() - started
-        breaker.record(True)
-        outcome = "answered" if isinstance(result, Answered) else "accepted"
-        await self._record_attempt(job, attempt, backend.kind, started_wall, duration, outcome,
-                                   result.status_code, "")
-        return await self._crew_result(job, result, attempt)
-
-    async def _context(self, job: Job) -> tuple[list[MessageRow], list[MessageRow]]:
-        """The burst's messages and the history before it, read once for routing and envelope."""
+    async def _inputs(self, job: Job) -> tuple[ConversationRow | None, _Context | None]:
+        """The conversation and, while the job has no envelope yet, the burst and the history
+        before it: one read for ownership, routing and envelope."""
         limit = self.svc.config.current.context.max_messages
         ids = list(job.message_ids)
+        needs_context = job.crew is None or job.envelope is None
 
-        def read(tx: Tx) -> tuple[list[MessageRow], list[MessageRow]]:
-            return (tx.messages_by_ids(job.account_id, job.conversation_id, ids),
-                    tx.history(job.account_id, job.conversation_id, limit, ids))
+        def read(tx: Tx) -> tuple[ConversationRow | None, _Context | None]:
+            conv = tx.get_conversation(job.account_id, job.conversation_id)
+            if conv is None or not needs_context:
+                return conv, None
+            return conv, (tx.messages_by_ids(job.account_id, job.conversation_id, ids),
+                          tx.history(job.account_id, job.conversation_id, limit, ids))
 
         return await self.svc.writer.query(read)
 
-    async def _route(self, job: Job, conv: Any, context: tuple[list[MessageRow], list[MessageRow]]) -> Job:
+    async def _poll(self, job: Job) -> Job | None:
+        """The crew accepted this request earlier; its answer is late or must be polled."""
+        assert job.crew is not None
+        backend = self.svc.crews.backend_for(job.crew)
+        if job.deadline_at is not None and time.time() >= job.deadline_at:
+            return await self._fail(job, "the crew did not answer before the deadline")
+        request = CrewRequest(job.request_id, job.crew, job.envelope or {}, job.attempts, job.external_id)
+        try:
+            result = await backend.poll(request)
+        except CrewError as exc:
+            return await self._crew_failed(job, exc, job.attempts or 1)
+        return await self._crew_result(job, result, job.attempts or 1)
+
+    async def _submit(self, job: Job, conv: ConversationRow, context: _Context | None,
+                      decision: Decision | None) -> Job | None:
+        """Stores what the request needs, then sends it to the crew (once per attempt)."""
+        svc = self.svc
+        crew = decision.crew if decision is not None else job.crew
+        assert crew is not None
+        backend = svc.crews.backend_for(crew)
+        envelope = None
+        if job.envelope is None:
+            assert context is not None
+            envelope = self._envelope(job, conv, context, decision)
+        breaker = svc.breakers.get(backend.breaker_key)
+        if not breaker.allow():
+            await self._defer(job, crew, decision, backend.kind, envelope, breaker.retry_at())
+            return None
+        # Route, envelope and attempt count in one commit, before the crew is called: every
+        # retry sends this stored body under the same Idempotency-Key.
+        started = await svc.writer.transact(_start_attempt, job.id, svc.worker_id, decision, backend.kind, envelope)
+        if started is None:
+            return None  # the lease is lost: whoever holds it now does the work
+        job, attempt = started, started.attempts
+        request = CrewRequest(job.request_id, crew, job.envelope or {}, attempt)
+        await self._typing(job, True, conv.channel)
+        started_wall, started_at = time.time(), time.monotonic()
+        try:
+            result: Answered | Accepted = await backend.submit(request)
+        except CrewError as exc:
+            duration = time.monotonic() - started_at
+            breaker.record(not exc.counts_against_backend)
+            await svc.writer.transact(self._attempt_row(job, attempt, backend.kind, started_wall, duration,
+                                                        "retry" if exc.retryable else "failed",
+                                                        exc.status_code, str(exc)))
+            return await self._crew_failed(job, exc, attempt)
+        finally:
+            await self._typing(job, False, conv.channel)
+        duration = time.monotonic() - started_at
+        breaker.record(True)
+        outcome = "answered" if isinstance(result, Answered) else "accepted"
+        row = self._attempt_row(job, attempt, backend.kind, started_wall, duration, outcome, result.status_code, "")
+        return await self._crew_result(job, result, attempt, row)
+
+    async def _defer(self, job: Job, crew: str, decision: Decision | None, backend: str,
+                     envelope: dict[str, Any] | None, retry_at: float) -> None:
+        """Deferred without using up an attempt: the back-end is known to be down. The route
+        and envelope are kept, so the next try sends the same body."""
+        svc = self.svc
+
+        def defer(tx: Tx) -> None:
+            now = time.time()
+            if _store_new(tx, job.id, svc.worker_id, decision, backend, envelope, now):
+                tx.schedule_retry(job.id, svc.worker_id, retry_at, "circuit breaker open", now)
+
+        await svc.writer.transact(defer)
+        svc.metrics.inc("connector_crew_requests_total", crew=crew, outcome="deferred_breaker_open")
+
+    async def _decide(self, job: Job, conv: ConversationRow, context: _Context) -> Decision:
+        """Asks the local rules (and the decision engine, if configured) which crew answers."""
         svc = self.svc
         config = svc.config.current
         burst, history = context
@@ -225,49 +259,71 @@ class QueueWorker:
         decision: Decision = await decide(config, svc.session, item, engine_body=engine_body)
         svc.metrics.inc("connector_routing_decisions_total", crew=decision.crew, source=decision.source)
         svc.metrics.observe("connector_routing_duration_seconds", decision.duration)
-        backend = svc.crews.backend_for(decision.crew)
-        await svc.writer.transact(lambda tx: tx.set_route(
-            job.id, svc.worker_id, crew=decision.crew, backend=backend.kind, source=decision.source,
-            reason=decision.reason, confidence=decision.confidence, now=time.time()))
         log_event(log, "routing.decided", job=job.id, conversation=f"{job.account_id}/{job.conversation_id}",
                   crew=decision.crew, source=decision.source, reason=decision.reason,
                   ms=round(decision.duration * 1000, 1))
-        if decision.handoff:
-            actions = ({"type": "handoff", "reason": decision.reason or "decision engine asked for a human"},)
-            await svc.writer.transact(lambda tx: tx.store_actions(job.id, svc.worker_id, actions, time.time()))
-        return await svc.writer.query(lambda tx: tx.get_job(job.id))
+        return decision
 
-    async def _build_envelope(self, job: Job, conv: Any,
-                              context: tuple[list[MessageRow], list[MessageRow]]) -> Job:
+    async def _store_handoff(self, job: Job, decision: Decision) -> Job:
+        """The decision engine asked for a human: route and hand-off action in one commit."""
         svc = self.svc
-        config = svc.config.current
+        kind = svc.crews.backend_for(decision.crew).kind
+        actions = ({"type": "handoff", "reason": decision.reason or "decision engine asked for a human"},)
+
+        def store(tx: Tx) -> Job:
+            now = time.time()
+            if _store_new(tx, job.id, svc.worker_id, decision, kind, None, now):
+                tx.store_actions(job.id, svc.worker_id, actions, now)
+            return tx.get_job(job.id)
+
+        return await svc.writer.transact(store)
+
+    def _envelope(self, job: Job, conv: ConversationRow, context: _Context,
+                  decision: Decision | None) -> dict[str, Any]:
+        """The request body; a fresh decision is not stored yet, so the route comes from it."""
         burst, history = context
-        public = config.server.public_url.rstrip("/")
-        envelope = build_envelope(
-            job=job, conversation=conv, burst=burst, history=history, crew=job.crew or "",
-            route={"crew": job.crew, "source": job.route_source, "reason": job.route_reason,
-                   "confidence": job.route_confidence},
+        public = self.svc.config.current.server.public_url.rstrip("/")
+        if decision is not None:
+            crew, route = decision.crew, {"crew": decision.crew, "source": decision.source,
+                                          "reason": decision.reason, "confidence": decision.confidence}
+        else:
+            crew, route = job.crew or "", {"crew": job.crew, "source": job.route_source,
+                                           "reason": job.route_reason, "confidence": job.route_confidence}
+        return build_envelope(
+            job=job, conversation=conv, burst=burst, history=history, crew=crew, route=route,
             callback_url=f"{public}/webhook/mcp-crew" if public else "",
         )
-        # Stored once: every retry sends exactly this body under the same Idempotency-Key.
-        await svc.writer.transact(lambda tx: tx.set_envelope(job.id, svc.worker_id, envelope, time.time()))
-        return await svc.writer.query(lambda tx: tx.get_job(job.id))
 
-    async def _crew_result(self, job: Job, result: Answered | Accepted, attempt: int) -> Job | None:
+    async def _crew_result(self, job: Job, result: Answered | Accepted, attempt: int,
+                           attempt_row: Callable[[Tx], None] | None = None) -> Job | None:
+        """Stores the crew's result (with the attempt's row, if any) in one commit."""
         svc = self.svc
         config = svc.config.current
         now = time.time()
         if isinstance(result, Answered):
             svc.metrics.inc("connector_crew_requests_total", crew=job.crew or "", outcome="answered")
-            await svc.writer.transact(lambda tx: tx.store_actions(job.id, svc.worker_id, result.actions, now))
-            return await svc.writer.query(lambda tx: tx.get_job(job.id))
+
+            def store(tx: Tx) -> Job:
+                if attempt_row is not None:
+                    attempt_row(tx)
+                tx.store_actions(job.id, svc.worker_id, result.actions, now)
+                return tx.get_job(job.id)
+
+            return await svc.writer.transact(store)
         svc.metrics.inc("connector_crew_requests_total", crew=job.crew or "", outcome="accepted")
         crew_cfg = config.crew(job.crew or "")
         deadline = job.deadline_at or now + (crew_cfg.deadline_seconds if crew_cfg else
                                              config.mcp_crew.callback_timeout_seconds)
         run_at = now + result.poll_after if result.poll_after is not None else deadline
-        await svc.writer.transact(lambda tx: tx.set_waiting(
-            job.id, svc.worker_id, run_at=run_at, deadline_at=deadline, external_id=result.external_id, now=now))
+        external_id = result.external_id
+
+        def park(tx: Tx) -> None:
+            if attempt_row is not None:
+                attempt_row(tx)
+            tx.set_waiting(job.id, svc.worker_id, run_at=run_at, deadline_at=deadline,
+                           external_id=external_id, now=now)
+
+        await svc.writer.transact(park)
         log_event(log, "crew.accepted", job=job.id, crew=job.crew, attempt=attempt)
         svc.wake.set()  # in case the answer already arrived while we were parking the job
         return None
@@ -315,16 +371,18 @@ class QueueWorker:
         log_event(log, f"job.{state}", job=job.id, conversation=f"{job.account_id}/{job.conversation_id}",
                   reason=reason)
 
-    async def _record_attempt(self, job: Job, attempt: int, backend: str, started: float, duration: float,
-                              outcome: str, status: int | None, error: str) -> None:
+    def _attempt_row(self, job: Job, attempt: int, backend: str, started: float, duration: float,
+                     outcome: str, status: int | None, error: str) -> Callable[[Tx], None]:
+        """Logs the attempt and returns its row's write, for the caller to commit together
+        with what the attempt produced."""
         svc = self.svc
         svc.metrics.observe("connector_crew_request_duration_seconds", duration, crew=job.crew or "")
         log_event(log, "crew.attempt", level=20 if outcome in ("answered", "accepted") else 30, job=job.id,
                   conversation=f"{job.account_id}/{job.conversation_id}", crew=job.crew, backend=backend,
                   attempt=attempt, outcome=outcome, status=status, ms=round(duration * 1000, 1))
-        await svc.writer.transact(lambda tx: tx.record_attempt(
+        return lambda tx: tx.record_attempt(
             job_id=job.id, request_id=job.request_id, crew=job.crew or "", backend=backend, attempt=attempt,
-            started_at=started, duration=duration, outcome=outcome, status_code=status, error=error))
+            started_at=started, duration=duration, outcome=outcome, status_code=status, error=error)
 
     async def _typing(self, job: Job, on: bool, channel: str) -> None:
         """Best effort: a typing indicator must never fail or delay the answer."""
@@ -335,3 +393,26 @@ class QueueWorker:
             return
         with contextlib.suppress(ChatwootError):
             await svc.chatwoot.typing(job.account_id, job.conversation_id, on)
+
+
+def _store_new(tx: Tx, job_id: int, owner: str, decision: Decision | None, backend: str,
+               envelope: dict[str, Any] | None, now: float) -> bool:
+    """Stores a fresh route and envelope (each only if given); False if the lease is lost.
+    Both writes are fenced on the same lease in one transaction, so both or neither happen."""
+    if decision is not None and not tx.set_route(
+            job_id, owner, crew=decision.crew, backend=backend, source=decision.source,
+            reason=decision.reason, confidence=decision.confidence, now=now):
+        return False
+    return envelope is None or tx.set_envelope(job_id, owner, envelope, now)
+
+
+def _start_attempt(tx: Tx, job_id: int, owner: str, decision: Decision | None, backend: str,
+                   envelope: dict[str, Any] | None) -> Job | None:
+    """Stores what is new, counts one more attempt and returns the job as committed
+    (None if the lease is lost)."""
+    now = time.time()
+    if not _store_new(tx, job_id, owner, decision, backend, envelope, now):
+        return None
+    if tx.start_attempt(job_id, owner, now) is None:
+        return None
+    return tx.get_job(job_id)
