@@ -18,54 +18,21 @@ from sidecar.context import Services
 from sidecar.intake import Applied, IntakeSettings, apply_pending
 from sidecar.logs import get_logger, log_event
 from sidecar.normalize import KNOWN_EVENTS
+from sidecar.saturation import SATURATED_SHARE
 from state import StorageUnavailable, Tx
 
 log = get_logger()
-BATCH = 32
-"""Deliveries applied per transaction: large enough to amortise the commit, small enough
-that acknowledgements queued behind the batch wait only a few milliseconds."""
-SATURATED_SHARE = 0.25
-"""Share of the time the applier may take while the process is CPU-saturated: webhooks are
-answered first (Chatwoot gives up after 5 s), the journal is applied with what is left, and
-a quarter is kept so the backlog still moves during a long burst."""
 _STORAGE_RETRY_SECONDS = 1.0
 _IDLE_SECONDS = 1.0
-
-
-class CpuSaturation:
-    """Whether this process has been using (about) a whole core lately.
-
-    Python code runs one thread at a time, so a process whose CPU time grows as fast as the
-    clock has no spare capacity: any work added then delays the webhooks waiting for it.
-    Measured over a sliding window of ``window`` seconds; re-evaluated at most once per window.
-    The threshold is below 1 because the kernel's network work for our sockets runs on the
-    same core without being counted as our CPU time: a sidecar pinned to one core and
-    answering as fast as it can (even a no-op endpoint) measured 0.77-0.80 here.
-    """
-
-    def __init__(self, *, window: float = 0.25, threshold: float = 0.75,
-                 clock: Callable[[], float] = time.monotonic, cpu: Callable[[], float] = time.process_time) -> None:
-        self.window = window
-        self.threshold = threshold
-        self._clock, self._cpu = clock, cpu
-        self._since, self._cpu_since = clock(), cpu()
-        self._saturated = False
-
-    def __call__(self) -> bool:
-        now = self._clock()
-        if now - self._since >= self.window:
-            used = self._cpu()
-            self._saturated = (used - self._cpu_since) / (now - self._since) >= self.threshold
-            self._since, self._cpu_since = now, used
-        return self._saturated
+BATCH = 16
+"""Deliveries applied per transaction: large enough to amortise the commit, small enough
+that acknowledgements queued behind the batch wait only a few milliseconds."""
 
 
 class DeliveryApplier:
-    def __init__(self, services: Services, settings: Callable[[], IntakeSettings],
-                 saturated: Callable[[], bool] | None = None) -> None:
+    def __init__(self, services: Services, settings: Callable[[], IntakeSettings]) -> None:
         self.svc = services
         self._settings = settings
-        self._saturated = saturated or CpuSaturation()
         self._stopping = False
 
     async def run(self) -> None:
@@ -77,9 +44,9 @@ class DeliveryApplier:
                 await self._idle(_STORAGE_RETRY_SECONDS)
                 continue
             self._report(applied)
-            if applied and self._saturated():
+            if applied and self.svc.saturated():
                 # A deliberate pause, not a wait for an event: it hands the core back to the
-                # webhooks for three times what the batch took (rows pile up meanwhile, so
+                # webhooks for seven times what the batch took (rows pile up meanwhile, so
                 # the next batch is fuller and cheaper per row).
                 await asyncio.sleep(yield_seconds(cpu_seconds))
             if len(applied) < BATCH:

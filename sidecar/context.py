@@ -16,6 +16,7 @@ from sidecar.chatwoot import ChatwootClient
 from sidecar.config import Config
 from sidecar.crew.registry import CrewRegistry
 from sidecar.metrics import Metrics
+from sidecar.saturation import CpuSaturation
 from sidecar.writer import StateWriter
 
 
@@ -83,5 +84,7 @@ class Services:
     """Set when there may be queue work for the worker."""
     journal_wake: asyncio.Event = field(default_factory=asyncio.Event)
     """Set when a delivery was journaled and awaits the applier."""
+    saturated: Callable[[], bool] = field(default_factory=CpuSaturation)
+    """True while the process has no spare CPU: background work steps back (sidecar.saturation)."""
     self_user_ids: set[int] = field(default_factory=set)
     """Chatwoot user ids the sidecar posts as (configured, or learned from create answers)."""

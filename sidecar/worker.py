@@ -22,6 +22,7 @@ from sidecar.crew.base import Accepted, Answered, CrewError, CrewRequest
 from sidecar.crew.envelope import build_envelope, burst_text
 from sidecar.logs import get_logger, log_event
 from sidecar.routing import Decision, RoutingInput, decide
+from sidecar.saturation import SATURATED_SHARE
 from state import ConversationRow, Job, MessageRow, StorageUnavailable, Tx
 
 log = get_logger()
@@ -43,7 +44,7 @@ class QueueWorker:
         svc = self.svc
         while not self._stopping.is_set():
             config = svc.config.current
-            free = max(0, config.processing.concurrency - len(self._running))
+            free = max(0, self._concurrency(config.processing.concurrency) - len(self._running))
             jobs: list[Job] = []
             if free:
                 try:
@@ -62,6 +63,13 @@ class QueueWorker:
             if due_in <= 0 and not free:
                 due_in = _MAX_IDLE_SECONDS  # full: a finishing job sets ``wake``
             await self._idle(max(due_in, 0.01))
+
+    def _concurrency(self, configured: int) -> int:
+        """Jobs handled at once: all of them, or a share while webhooks need the whole CPU
+        (jobs already running finish; fewer new ones start)."""
+        if self.svc.saturated():
+            return max(1, round(configured * SATURATED_SHARE))
+        return configured
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)

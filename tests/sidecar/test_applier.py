@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.applier import SATURATED_SHARE, CpuSaturation, yield_seconds
+from sidecar.applier import yield_seconds
 from sidecar.intake import IntakeSettings, apply_pending, first_look, journal_delivery
 from sidecar.normalize import normalize
+from sidecar.saturation import SATURATED_SHARE, CpuSaturation
 from sidecar.simulators.payloads import ChatwootWorld, message_event
 from state import Store, open_store
 
