@@ -17,7 +17,7 @@ from collections.abc import Callable
 from sidecar.context import Services
 from sidecar.intake import Applied, IntakeSettings, apply_pending
 from sidecar.logs import get_logger, log_event
-from sidecar.normalize import KNOWN_EVENTS
+from sidecar.normalize import event_label
 from sidecar.saturation import SATURATED_SHARE
 from state import StorageUnavailable, Tx
 
@@ -93,12 +93,4 @@ def _timed_apply(tx: Tx, settings: IntakeSettings, limit: int) -> tuple[list[App
     started = time.thread_time()
     applied = apply_pending(tx, settings, limit)
     return applied, time.thread_time() - started
-
-
-def event_label(event: str) -> str:
-    """Event names come from the sender: unknown ones are folded into one label, so a
-    hostile body can neither blow up metric cardinality nor write a huge log field."""
-    if event in KNOWN_EVENTS:
-        return event
-    return "unknown" if not event else "other"
 

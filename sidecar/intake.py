@@ -11,7 +11,14 @@ import json
 from dataclasses import dataclass
 
 from sidecar import ownership
-from sidecar.normalize import Conversation, Inbound, Message, normalize
+from sidecar.normalize import (
+    Conversation,
+    Inbound,
+    Message,
+    event_label,
+    message_type_label,
+    normalize,
+)
 from state import ConversationRow, StorageUnavailable, Tx
 
 # How long after posting a message its echo is still recognised as our own.
@@ -115,9 +122,9 @@ def first_look(inbound: Inbound, settings: IntakeSettings) -> tuple[str, str]:
     bot may answer; whether it will (ownership, debounce) is decided when it is applied."""
     conv, msg, event = inbound.conversation, inbound.message, inbound.event
     if event != "message_created" or msg is None or conv is None:
-        return "ignored", f"{event or 'event'}: stored for conversation state"
+        return "ignored", f"{event_label(event)}: stored for conversation state"
     if msg.message_type != "incoming":
-        return "ignored", f"{msg.message_type or 'unknown'} message stored for context"
+        return "ignored", f"{message_type_label(msg.message_type)} message stored for context"
     if msg.private:
         return "ignored", "private message"
     if settings.inbox_ids and conv.inbox_id not in settings.inbox_ids:
@@ -165,7 +172,7 @@ def apply_pending(tx: Tx, settings: IntakeSettings, limit: int) -> list[Applied]
 def _apply(tx: Tx, inbound: Inbound, *, now: float, settings: IntakeSettings) -> IntakeResult:
     conv, msg, event = inbound.conversation, inbound.message, inbound.event
     if conv is None or conv.account_id is None or conv.conversation_id is None:
-        reason = f"event {event or '(none)'} stored, nothing to do" if event else "no event name"
+        reason = f"event {event_label(event)} stored, nothing to do" if event else "no event name"
         return IntakeResult("ignored", reason, event)
     acct, cid = conv.account_id, conv.conversation_id
 
@@ -212,7 +219,7 @@ def _apply(tx: Tx, inbound: Inbound, *, now: float, settings: IntakeSettings) ->
             cancelled += tx.cancel_pending_jobs(acct, cid, change.reason, now)
 
     if event != "message_created" or msg is None:
-        return result("ignored", f"{event or 'event'}: conversation state stored", cancelled_jobs=cancelled)
+        return result("ignored", f"{event_label(event)}: conversation state stored", cancelled_jobs=cancelled)
     if msg.message_type != "incoming":
         return result("ignored", f"{role} message stored for context", cancelled_jobs=cancelled)
     if msg.private:

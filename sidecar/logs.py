@@ -30,6 +30,9 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]")
 # log viewers (and str.splitlines) treat them as line breaks.
 _JSON_EXTRA = re.compile(r"[\x7f\x85\u2028\u2029]")
 _MIN_SECRET_LENGTH = 4
+MAX_FIELD_CHARS = 2000
+"""Longest value one log field keeps: a sender must not be able to write a 300 KB line (log
+shippers and line readers have limits; a pipe reader stuck on one line blocks the process)."""
 
 
 def escape(text: object) -> str:
@@ -42,6 +45,12 @@ def _quote(value: object) -> str:
     if text == "" or any(c in text for c in ' ="'):
         return '"' + text.replace('"', '\\"') + '"'
     return text
+
+
+def _clip(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > MAX_FIELD_CHARS:
+        return f"{value[:MAX_FIELD_CHARS]}…(+{len(value) - MAX_FIELD_CHARS} chars)"
+    return value
 
 
 def _json_line(doc: dict[str, Any]) -> str:
@@ -92,7 +101,7 @@ class SafeFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         raw_fields: dict[str, Any] = getattr(record, "fields", {}) or {}
-        fields = {k: REDACTOR.redact_value(v) for k, v in raw_fields.items()}
+        fields = {k: _clip(REDACTOR.redact_value(v)) for k, v in raw_fields.items()}
         message = record.getMessage()
         if record.exc_info:
             message = f"{message} | {self.formatException(record.exc_info)}"

@@ -294,3 +294,19 @@ def normalize(body: dict[str, Any]) -> Inbound:
         conv = parse_conversation(_dict(body.get("conversation")), account=account, inbox={})
         return Inbound(event=event, conversation=conv, message=None)
     return Inbound(event=event, conversation=None, message=None)
+
+
+def event_label(event: str) -> str:
+    """Event names come from the sender: unknown ones are folded into one label, so a
+    hostile body can neither blow up metric cardinality nor write a huge log field."""
+    if event in KNOWN_EVENTS:
+        return event
+    return "unknown" if not event else "other"
+
+
+_KNOWN_MESSAGE_TYPES = frozenset({"incoming", "outgoing", "activity", "template"})
+
+
+def message_type_label(message_type: str) -> str:
+    """The same for a message's type (any string may arrive)."""
+    return message_type if message_type in _KNOWN_MESSAGE_TYPES else ("unknown" if not message_type else "other")

@@ -15,11 +15,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sidecar.applier import event_label
 from sidecar.context import Services
 from sidecar.intake import IntakeSettings, first_look, journal_delivery
 from sidecar.logs import get_logger, log_event
-from sidecar.normalize import normalize
+from sidecar.normalize import event_label, normalize
 from sidecar.signature import DELIVERY_HEADER, verify_signature
 from state import StorageUnavailable
 

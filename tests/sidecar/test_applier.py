@@ -110,3 +110,19 @@ def test_a_saturated_applier_keeps_to_its_share() -> None:
     # The pause after a batch leaves the applier SATURATED_SHARE of the time.
     busy = 0.004
     assert busy / (busy + yield_seconds(busy)) == pytest.approx(SATURATED_SHARE)
+
+
+def test_a_hostile_event_name_never_reaches_a_reason_or_a_log_line(store: Store) -> None:
+    huge = "x" * 300_000
+    world = ChatwootWorld()
+    conv = world.open_conversation("whatsapp")
+    doc = message_event(conv, world.customer_message(conv, "oi"))
+    doc["event"], doc["message_type"] = huge, huge
+    inbound = normalize(doc)
+    assert first_look(inbound, SETTINGS) == ("ignored", "other: stored for conversation state")
+    body = json.dumps(doc)
+    _journal(store, body, "d-huge")
+    _journal(store, json.dumps({"event": huge}), "d-huge-2")
+    with store.transaction() as tx:
+        applied = apply_pending(tx, SETTINGS, limit=10)
+    assert all(len(a.result.reason) < 100 for a in applied), [a.result.reason[:80] for a in applied]

@@ -15,7 +15,14 @@ from aiohttp import web
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sidecar.logs import LOG_FILE_NAME, REDACTOR, SafeFormatter, log_event, reconfigure
+from sidecar.logs import (
+    LOG_FILE_NAME,
+    MAX_FIELD_CHARS,
+    REDACTOR,
+    SafeFormatter,
+    log_event,
+    reconfigure,
+)
 from sidecar.simulators import FakeChatwoot
 from tests.conftest import SidecarFactory
 from tests.harness import SidecarProcess
@@ -204,3 +211,11 @@ async def test_log_file_rotates_by_size(sidecar_factory: SidecarFactory, chatwoo
     assert names == [LOG_FILE_NAME, f"{LOG_FILE_NAME}.1", f"{LOG_FILE_NAME}.2"]
     for path in proc.log_dir.iterdir():
         assert path.stat().st_size <= 2000
+
+
+def test_one_field_never_makes_a_huge_line() -> None:
+    record = logging.LogRecord("connector", logging.INFO, __file__, 1, "webhook.received", None, None)
+    record.fields = {"reason": "x" * 300_000}
+    for as_json in (False, True):
+        line = SafeFormatter(as_json=as_json).format(record)
+        assert len(line) < MAX_FIELD_CHARS + 200 and "(+298000 chars)" in line
