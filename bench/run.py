@@ -218,12 +218,16 @@ class Stack:
         assert self.sidecar is not None
         return psutil.Process(self.sidecar.proc.pid).memory_info().rss
 
-    def deliveries(self) -> int:
+    def _count(self, sql: str) -> int:
+        """One count from the sidecar's database, read-only (the bench never writes to it)."""
         conn = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=10)
         try:
-            return conn.execute("SELECT count(*) FROM deliveries").fetchone()[0]
+            return conn.execute(sql).fetchone()[0]
         finally:
             conn.close()
+
+    def deliveries(self) -> int:
+        return self._count("SELECT count(*) FROM deliveries")
 
     def settled_deliveries(self, quiet: float = 0.3, timeout: float = 15.0) -> int:
         """The stored count once it stopped moving (requests still in flight when wrk ended)."""
@@ -238,11 +242,7 @@ class Stack:
 
     def unapplied(self) -> int:
         """Deliveries acknowledged but not yet applied (the sidecar's journal backlog)."""
-        conn = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=10)
-        try:
-            return conn.execute("SELECT count(*) FROM deliveries WHERE outcome='pending'").fetchone()[0]
-        finally:
-            conn.close()
+        return self._count("SELECT count(*) FROM deliveries WHERE outcome='pending'")
 
     def wait_applied(self, timeout: float = 600.0) -> float:
         """Seconds until the journal backlog is applied (a bench driver polling the database)."""
@@ -252,12 +252,7 @@ class Stack:
         return time.monotonic() - started
 
     def queue_depth(self) -> int:
-        conn = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=10)
-        try:
-            return conn.execute(
-                "SELECT count(*) FROM jobs WHERE state IN ('pending','in_flight','waiting')").fetchone()[0]
-        finally:
-            conn.close()
+        return self._count("SELECT count(*) FROM jobs WHERE state IN ('pending','in_flight','waiting')")
 
     def replies(self) -> tuple[list[tuple[float, list[int]]], int]:
         with urllib.request.urlopen(self.urls["chatwoot"] + "/_bench/replies", timeout=10) as resp:

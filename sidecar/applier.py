@@ -33,10 +33,10 @@ class DeliveryApplier:
     def __init__(self, services: Services, settings: Callable[[], IntakeSettings]) -> None:
         self.svc = services
         self._settings = settings
-        self._stopping = False
 
     async def run(self) -> None:
-        while not self._stopping:
+        """Runs until cancelled (at shutdown); a batch in flight still commits or rolls back whole."""
+        while True:
             try:
                 applied, cpu_seconds = await self.svc.writer.transact(_timed_apply, self._settings(), BATCH)
             except StorageUnavailable as exc:
@@ -51,10 +51,6 @@ class DeliveryApplier:
                 await asyncio.sleep(yield_seconds(cpu_seconds))
             if len(applied) < BATCH:
                 await self._idle(_IDLE_SECONDS)
-
-    def stop(self) -> None:
-        self._stopping = True
-        self.svc.journal_wake.set()
 
     async def _idle(self, seconds: float) -> None:
         wake = self.svc.journal_wake

@@ -117,7 +117,7 @@ def journal_delivery(tx: Tx, inbound: Inbound, *, body_text: str, delivery_id: s
     )
 
 
-def first_look(inbound: Inbound, settings: IntakeSettings) -> tuple[str, str]:
+def first_look(inbound: Inbound, inbox_ids: tuple[int, ...]) -> tuple[str, str]:
     """The webhook's answer, from the payload alone: ``accepted`` when the message is one the
     bot may answer; whether it will (ownership, debounce) is decided when it is applied."""
     conv, msg, event = inbound.conversation, inbound.message, inbound.event
@@ -125,15 +125,23 @@ def first_look(inbound: Inbound, settings: IntakeSettings) -> tuple[str, str]:
         return "ignored", f"{event_label(event)}: stored for conversation state"
     if msg.message_type != "incoming":
         return "ignored", f"{message_type_label(msg.message_type)} message stored for context"
+    why_not = _not_for_the_bot(conv, msg, inbox_ids) or _empty(msg)
+    return ("ignored", why_not) if why_not else ("accepted", "stored; ownership and routing are decided next")
+
+
+def _not_for_the_bot(conv: Conversation, msg: Message, inbox_ids: tuple[int, ...]) -> str | None:
+    """Why an incoming customer message is not one to answer, whoever owns the conversation."""
     if msg.private:
-        return "ignored", "private message"
-    if settings.inbox_ids and conv.inbox_id not in settings.inbox_ids:
-        return "ignored", f"inbox {conv.inbox_id} is not served"
+        return "private message"
+    if inbox_ids and conv.inbox_id not in inbox_ids:
+        return f"inbox {conv.inbox_id} is not served"
     if msg.id is None:
-        return "ignored", "message has no id"
-    if not msg.content.strip() and not msg.attachments:
-        return "ignored", "empty message"
-    return "accepted", "stored; ownership and routing are decided next"
+        return "message has no id"
+    return None
+
+
+def _empty(msg: Message) -> str | None:
+    return "empty message" if not msg.content.strip() and not msg.attachments else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +188,6 @@ def _apply(tx: Tx, inbound: Inbound, *, now: float, settings: IntakeSettings) ->
         return IntakeResult(outcome, reason, event, account_id=acct, conversation_id=cid, **kw)  # type: ignore[arg-type]
 
     stored = tx.get_conversation(acct, cid)
-    served = not settings.inbox_ids or conv.inbox_id in settings.inbox_ids
     fields = {} if _is_stale(stored, conv, tx) else _snapshot_fields(conv)
     if conv.inbox_name:
         fields["inbox_name"] = conv.inbox_name
@@ -222,19 +229,17 @@ def _apply(tx: Tx, inbound: Inbound, *, now: float, settings: IntakeSettings) ->
         return result("ignored", f"{event_label(event)}: conversation state stored", cancelled_jobs=cancelled)
     if msg.message_type != "incoming":
         return result("ignored", f"{role} message stored for context", cancelled_jobs=cancelled)
-    if msg.private:
-        return result("ignored", "private message")
-    if not served:
-        return result("ignored", f"inbox {conv.inbox_id} is not served")
-    if msg.id is None:
-        return result("ignored", "message has no id")
+    why_not = _not_for_the_bot(conv, msg, settings.inbox_ids)
+    if why_not:
+        return result("ignored", why_not)
     current = tx.get_conversation(acct, cid)
     assert current is not None
     owns, why = ownership.bot_owns(current)
     if not owns:
         return result("ignored", why, cancelled_jobs=cancelled)
-    if not msg.content.strip() and not msg.attachments:
-        return result("ignored", "empty message")
+    why_not = _empty(msg)
+    if why_not:
+        return result("ignored", why_not)
     job = tx.enqueue_message(
         acct, cid, msg.id, now, settings.debounce_seconds, settings.debounce_max_seconds
     )

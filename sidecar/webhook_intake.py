@@ -128,5 +128,5 @@ class WebhookIntake:
                       outcome="duplicate", reason="already received")
             return IntakeReply(200, {"status": "duplicate", "reason": "already received"})
         svc.journal_wake.set()
-        outcome, reason = first_look(inbound, self.settings())
+        outcome, reason = first_look(inbound, config.chatwoot.inbox_ids)
         return IntakeReply(200, {"status": outcome, "reason": reason})

@@ -86,13 +86,13 @@ def test_first_look_answers_from_the_payload_alone() -> None:
     world = ChatwootWorld()
     conv = world.open_conversation("webwidget", inbox_id=4)
     incoming = normalize(message_event(conv, world.customer_message(conv, "hello")))
-    assert first_look(incoming, SETTINGS)[0] == "accepted"
+    assert first_look(incoming, SETTINGS.inbox_ids)[0] == "accepted"
     unserved = IntakeSettings(inbox_ids=(99,), debounce_seconds=0, debounce_max_seconds=0, self_user_ids=())
-    assert first_look(incoming, unserved) == ("ignored", "inbox 4 is not served")
+    assert first_look(incoming, unserved.inbox_ids) == ("ignored", "inbox 4 is not served")
     empty = normalize(message_event(conv, world.customer_message(conv, "   ")))
-    assert first_look(empty, SETTINGS) == ("ignored", "empty message")
+    assert first_look(empty, SETTINGS.inbox_ids) == ("ignored", "empty message")
     status = normalize({"event": "conversation_status_changed", "id": conv.display_id})
-    assert first_look(status, SETTINGS)[0] == "ignored"
+    assert first_look(status, SETTINGS.inbox_ids)[0] == "ignored"
 
 
 def test_cpu_saturation_compares_cpu_time_with_the_clock() -> None:
@@ -119,7 +119,7 @@ def test_a_hostile_event_name_never_reaches_a_reason_or_a_log_line(store: Store)
     doc = message_event(conv, world.customer_message(conv, "oi"))
     doc["event"], doc["message_type"] = huge, huge
     inbound = normalize(doc)
-    assert first_look(inbound, SETTINGS) == ("ignored", "other: stored for conversation state")
+    assert first_look(inbound, SETTINGS.inbox_ids) == ("ignored", "other: stored for conversation state")
     body = json.dumps(doc)
     _journal(store, body, "d-huge")
     _journal(store, json.dumps({"event": huge}), "d-huge-2")
