@@ -7,8 +7,9 @@ from typing import Any
 
 from rich.console import RenderableType
 from rich.text import Text
+from textual.render import measure
 from textual.widgets import DataTable
-from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
+from textual.widgets.data_table import CellDoesNotExist, ColumnKey, RowDoesNotExist
 
 Row = tuple[str, Sequence[RenderableType]]
 """A row key and its cells (cells with customer text must be ``rich.text.Text``)."""
@@ -57,6 +58,7 @@ class LiveTable(DataTable[RenderableType]):
         signatures = [tuple(_signature(c) for c in cells) for _, cells in rows]
         if keys == self._keys and signatures == self._signatures:
             return False
+        self._fit_columns(rows)
         if keys == self._keys:
             for (key, cells), new, old in zip(rows, signatures, self._signatures, strict=True):
                 for column, cell, a, b in zip(self._column_keys, cells, new, old, strict=True):
@@ -66,6 +68,16 @@ class LiveTable(DataTable[RenderableType]):
             self._rebuild(rows)
         self._keys, self._signatures = keys, signatures
         return True
+
+    def _fit_columns(self, rows: Sequence[Row]) -> None:
+        # DataTable measures new widths only on its next idle, and it caches rendered cells
+        # without their width: a repaint in between kept a grown value cut ("paus…") until
+        # the next change. Setting now the widths it would compute leaves idle nothing to do.
+        console = self.app.console
+        for index, key in enumerate(self._column_keys):
+            column = self.columns[ColumnKey(key)]
+            column.content_width = max([measure(console, column.label, 1),
+                                        *(measure(console, cells[index], 1) for _, cells in rows)])
 
     def _rebuild(self, rows: Sequence[Row]) -> None:
         current, old_row = self.current_key, self.cursor_row

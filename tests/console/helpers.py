@@ -58,6 +58,9 @@ async def wait_for_text(pilot: Pilot[None], text: str, timeout: float = 5.0, *, 
     while True:
         await settle(pilot)
         shown = screen_text(pilot.app)
-        if (text in shown) == present or loop.time() > deadline:
+        if (text in shown) == present:
+            return shown
+        if loop.time() > deadline:
+            print(f"gave up waiting for {text!r} to {'appear' if present else 'go'}; the screen:\n{shown}")
             return shown
         await pilot.pause(0.05)
