@@ -42,6 +42,7 @@ class LiveScreen(Screen[None]):
         self.data: Any = None
         self._generation = 0
         self._busy = False
+        self._loader: Worker[None] | None = None
         self._version: int | None = None
         self._loaded_at = float("-inf")
         self._cost = 0.0
@@ -96,7 +97,7 @@ class LiveScreen(Screen[None]):
     def _start(self, *, force: bool) -> None:
         self._generation += 1
         self._busy = True
-        self._load(self._generation, force, self.query_args(), self._version, self._loaded_at)
+        self._loader = self._load(self._generation, force, self.query_args(), self._version, self._loaded_at)
 
     @work(thread=True, exclusive=True, group="refresh", exit_on_error=False)
     def _load(self, generation: int, force: bool, args: Any, seen: int | None, loaded_at: float) -> None:
@@ -118,8 +119,10 @@ class LiveScreen(Screen[None]):
 
     @on(Worker.StateChanged)
     def _worker_finished(self, event: Worker.StateChanged) -> None:
-        # Whatever happened (even a bug raising in fetch), the next tick may run again.
-        if event.worker.group == "refresh" and event.state in (
+        # Whatever happened (even a bug raising in fetch), the next tick may run again. Only
+        # the latest read counts: the end of one it superseded must not let a tick start a
+        # read that cancels it (a page or filter change would then wait for the next refresh).
+        if event.worker is self._loader and event.state in (
             WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED
         ):
             self._busy = False

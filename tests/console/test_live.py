@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 import time
 from pathlib import Path
 
+from console.app import make_console
+from console.context import ConsoleContext
+from console.screens.base import LiveScreen
+from console.settings import ConsoleSettings
 from console.snapshots import ConversationsPage
 from tests.console.conftest import build_app
 from tests.console.helpers import LoadWatcher, settle
@@ -71,3 +76,50 @@ async def test_cursor_stays_on_its_row_when_new_rows_arrive(db_path: str) -> Non
         await pilot.pause()
         assert table.current_key == "1/102"
         assert table.cursor_row == 3
+
+
+class GatedScreen(LiveScreen):
+    """A live view whose reads of chosen pages block until the test opens their gate."""
+
+    def __init__(self, ctx: ConsoleContext) -> None:
+        super().__init__(ctx)
+        self.page = 0
+        self.gates: dict[int, threading.Event] = {}
+        self.shown: list[int] = []
+
+    def query_args(self) -> int:
+        return self.page
+
+    def fetch(self, args: int) -> int:
+        gate = self.gates.get(args)
+        if gate is not None:
+            gate.wait(10)
+        return args
+
+    def show(self, data: int) -> None:
+        self.shown.append(data)
+
+
+async def test_a_tick_never_cancels_the_read_an_operator_asked_for(db_path: str) -> None:
+    """Two quick page changes, then a routine tick while the second read is still running:
+    the second page must still show. (The end of the superseded first read used to let the
+    tick start a plain read that cancelled it and found the database unchanged, so the old
+    page stayed until the next full refresh, here an hour away.)"""
+    app = make_console(ConsoleSettings(db_path=db_path, refresh_seconds=3600), actor="console:tester")
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = GatedScreen(app.ctx)
+        await app.push_screen(screen)
+        await settle(pilot)
+        assert screen.shown == [0]
+        screen.gates = {1: threading.Event(), 2: threading.Event()}
+        screen.page = 1
+        screen.reload()
+        await pilot.pause()  # its read is under way (waiting at the gate)
+        screen.page = 2
+        screen.reload()  # supersedes the read of page 1
+        await pilot.pause()  # the superseded read's end is handled
+        screen._tick()
+        for gate in screen.gates.values():
+            gate.set()
+        await settle(pilot)
+        assert screen.shown[-1] == 2
