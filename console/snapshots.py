@@ -64,6 +64,9 @@ class OverviewData:
     malformed_rejections: int
     webhooks_last_hour: int
     last_delivery_at: float | None
+    unapplied: int = 0
+    """Webhooks acknowledged but not yet turned into conversation state and work."""
+    oldest_unapplied_age: float | None = None
 
     @property
     def error_rate(self) -> float | None:

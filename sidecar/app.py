@@ -23,6 +23,7 @@ from sidecar.logs import REDACTOR, get_logger, log_event, setup_logging
 from sidecar.metrics import Metrics
 from sidecar.routes import api
 from sidecar.routes import bench as bench_routes
+from sidecar.supervise import Supervisor
 from sidecar.webhook_intake import WebhookIntake
 from sidecar.worker import QueueWorker
 from sidecar.writer import StateWriter
@@ -44,6 +45,7 @@ class SidecarContext:
     background: list[asyncio.Task[Any]] = field(default_factory=list)
     health: HealthMonitor | None = None
     config_manager: ConfigManager | None = None
+    supervisor: Supervisor | None = None
     started_at: float = field(default_factory=time.time)
 
 
@@ -80,13 +82,18 @@ def create_app(config: Config, *, config_path: str | None = None, name: str = "c
         assert ctx.intake is not None
         # Always on, also with workers disabled: the journal becomes conversation state and
         # queued work whether or not crews are being asked right now.
-        applier = DeliveryApplier(ctx.services, ctx.intake.settings)
-        ctx.background.append(asyncio.create_task(applier.run(), name="delivery-applier"))
+        assert ctx.health is not None and ctx.config_manager is not None and ctx.supervisor is not None
+        supervised = ctx.supervisor.keep_running
+        services = ctx.services
+        applier = DeliveryApplier(services, ctx.intake.settings)
+        ctx.background.append(asyncio.create_task(supervised("delivery-applier", applier.run),
+                                                  name="delivery-applier"))
         if ctx.config.current.processing.workers_enabled:
-            ctx.worker = QueueWorker(ctx.services)
-            ctx.background.append(asyncio.create_task(ctx.worker.run(), name="queue-worker"))
-        ctx.background.append(asyncio.create_task(_flush_metrics_forever(ctx.services), name="metrics"))
-        assert ctx.health is not None and ctx.config_manager is not None
+            ctx.worker = QueueWorker(services)
+            ctx.background.append(asyncio.create_task(supervised("queue-worker", ctx.worker.run),
+                                                      name="queue-worker"))
+        ctx.background.append(asyncio.create_task(
+            supervised("metrics", lambda: _flush_metrics_forever(services)), name="metrics"))
         ctx.background.append(asyncio.create_task(ctx.health.run(), name="health-probes"))
         ctx.background.append(asyncio.create_task(ctx.config_manager.watch(), name="config-watcher"))
         cfg = ctx.config.current
@@ -165,10 +172,13 @@ async def _open(app: Sanic) -> None:
 
 
 def _attach_operator_surface(ctx: SidecarContext) -> None:
-    """Config manager (POST /config, file watcher) and health monitor (see their modules)."""
+    """Config manager (POST /config, file watcher), the background loops' supervisor and the
+    health monitor (see their modules)."""
     assert ctx.services is not None
     manager = ConfigManager(ctx.services, ctx.config, ctx.config_path)
-    ctx.health = HealthMonitor(ctx.services, warnings=manager.warnings, config_problem=manager.problem)
+    supervisor = ctx.supervisor = Supervisor(ctx.services.metrics)
+    ctx.health = HealthMonitor(ctx.services, warnings=lambda: [*manager.warnings(), *supervisor.warnings()],
+                               config_problem=manager.problem, crashing=supervisor.recently_crashed)
     manager.listeners.append(ctx.health.probe_soon)  # new URLs or tokens: probe again now
     ctx.config_manager = manager
 

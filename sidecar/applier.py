@@ -40,9 +40,11 @@ class DeliveryApplier:
             try:
                 applied, cpu_seconds = await self.svc.writer.transact(_timed_apply, self._settings(), BATCH)
             except StorageUnavailable as exc:
+                self.svc.journal_problem = str(exc)
                 log_event(log, "webhook.apply_storage_unavailable", level=40, error=str(exc))
                 await self._idle(_STORAGE_RETRY_SECONDS)
                 continue
+            self.svc.journal_problem = None
             self._report(applied)
             if applied and self.svc.saturated():
                 # A deliberate pause, not a wait for an event: it hands the core back to the

@@ -84,6 +84,8 @@ class Services:
     """Set when there may be queue work for the worker."""
     journal_wake: asyncio.Event = field(default_factory=asyncio.Event)
     """Set when a delivery was journaled and awaits the applier."""
+    journal_problem: str | None = None
+    """Why the applier's latest batch failed (None once a batch went through): /health shows it."""
     saturated: Callable[[], bool] = field(default_factory=CpuSaturation)
     """True while the process has no spare CPU: background work steps back (sidecar.saturation)."""
     self_user_ids: set[int] = field(default_factory=set)

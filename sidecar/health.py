@@ -10,8 +10,12 @@ Status rules:
 - ``down`` (HTTP 503): the database check fails. Nothing can be accepted (intake answers 503).
 - ``degraded``: intake works but something needs attention: Chatwoot, MCP-Crew, an enabled
   decision engine or a crew back-end is unreachable or its circuit breaker is open; the oldest
-  open job is older than ``QUEUE_STALE_SECONDS``; or a hand edit of config.yaml was refused
-  (the sidecar runs the last good config, which is not what the file says).
+  open job is older than ``QUEUE_STALE_SECONDS``, or the oldest acknowledged but unapplied
+  delivery older than ``JOURNAL_STALE_SECONDS``, or the applier's latest batch failed while
+  deliveries wait (its error is the queue check's ``detail``); a background loop failed
+  within the last minute (sidecar.supervise: it is restarted and listed in ``warnings``); or
+  a hand edit of config.yaml was refused (the sidecar runs the last good config, which is
+  not what the file says).
 - ``ok`` otherwise. ``warnings`` lists things an operator should know that do not by
   themselves degrade service (``allow_unsigned`` on, a change that needs a restart).
 
@@ -43,6 +47,10 @@ log = get_logger()
 
 QUEUE_STALE_SECONDS = 900.0
 """An open job older than this (15 min) marks the queue degraded: work is stuck."""
+JOURNAL_STALE_SECONDS = 60.0
+"""A delivery acknowledged this long ago and still not applied marks the queue degraded.
+Applying normally takes milliseconds; a 10 s burst at full intake speed takes about 30 s to
+work off (bench/RESULTS.md), so a minute means the applier is stuck or badly behind."""
 
 SNAPSHOT_KEY = "health.snapshot"
 _PROBE_TIMEOUT_SECONDS = 5.0
@@ -87,10 +95,11 @@ class HealthMonitor:
     """Probes peers in the background and assembles the health snapshot."""
 
     def __init__(self, services: Services, *, warnings: Callable[[], list[str]],
-                 config_problem: Callable[[], str | None]) -> None:
+                 config_problem: Callable[[], str | None], crashing: Callable[[], bool] = lambda: False) -> None:
         self.svc = services
         self._warnings = warnings
         self._config_problem = config_problem
+        self._crashing = crashing
         self.peers: dict[str, PeerResult] = {
             "chatwoot": _UNKNOWN, "mcp_crew": _UNKNOWN, "decision_engine": _UNKNOWN}
         self.backends: dict[str, tuple[str, PeerResult, str]] = {}
@@ -189,15 +198,25 @@ class HealthMonitor:
                 "checked_at": at}
 
     async def _queue(self) -> dict[str, Any]:
+        store = self.svc.writer.store
         try:
-            stats = await self.svc.writer.call(self.svc.writer.store.queue_stats)
+            stats = await self.svc.writer.call(store.queue_stats)
+            unapplied, oldest_unapplied_at = await self.svc.writer.call(store.journal_backlog)
         except StateError as exc:
             return {"status": "unknown", "depth": None, "oldest_pending_age": None, "dead_letters": None,
+                    "unapplied": None, "oldest_unapplied_age": None,
                     "detail": f"cannot read the queue: {exc}"[:300]}
         age = round(stats.oldest_pending_age, 3) if stats.oldest_pending_age is not None else None
-        stale = age is not None and age > QUEUE_STALE_SECONDS
-        return {"status": "degraded" if stale else "ok", "depth": stats.depth, "oldest_pending_age": age,
-                "dead_letters": stats.dead}
+        unapplied_age = (round(max(0.0, time.time() - oldest_unapplied_at), 3)
+                         if oldest_unapplied_at is not None else None)
+        check: dict[str, Any] = {
+            "status": queue_status(age, unapplied_age), "depth": stats.depth, "oldest_pending_age": age,
+            "dead_letters": stats.dead, "unapplied": unapplied, "oldest_unapplied_age": unapplied_age}
+        problem = self.svc.journal_problem
+        if problem and unapplied:
+            check["status"] = "degraded"
+            check["detail"] = f"acknowledged webhooks cannot be applied: {problem}"[:300]
+        return check
 
     def _backend_checks(self) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
@@ -220,7 +239,7 @@ class HealthMonitor:
         problem = self._config_problem()
         if database["status"] == "down":
             status = "down"
-        elif (problem or queue["status"] == "degraded"
+        elif (problem or queue["status"] == "degraded" or self._crashing()
               or any(p.status == "down" for p in self.peers.values())
               or any(b["status"] in ("down", "degraded") for b in checks["backends"].values())):
             status = "degraded"
@@ -233,6 +252,15 @@ class HealthMonitor:
         with contextlib.suppress(StateError):
             await self.svc.writer.call(self.svc.writer.store.put_kv, SNAPSHOT_KEY, doc)
         return doc
+
+
+def queue_status(oldest_pending_age: float | None, oldest_unapplied_age: float | None) -> str:
+    """``degraded`` when work is stuck: an open job or an unapplied delivery is too old."""
+    if oldest_pending_age is not None and oldest_pending_age > QUEUE_STALE_SECONDS:
+        return "degraded"
+    if oldest_unapplied_age is not None and oldest_unapplied_age > JOURNAL_STALE_SECONDS:
+        return "degraded"
+    return "ok"
 
 
 def with_ages(doc: dict[str, Any], now: float) -> dict[str, Any]:

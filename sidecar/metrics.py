@@ -29,6 +29,7 @@ HELP = {
     "connector_dead_letters": "Jobs that gave up",
     "connector_jobs_dead_lettered_total": "Jobs moved to the dead letters since the state was created",
     "connector_config_reloads_total": "Config changes applied or refused, by source and outcome",
+    "connector_background_restarts_total": "Background loops restarted after an unexpected error, by task",
 }
 
 TYPES = {
@@ -45,6 +46,7 @@ TYPES = {
     "connector_dead_letters": "gauge",
     "connector_jobs_dead_lettered_total": "counter",
     "connector_config_reloads_total": "counter",
+    "connector_background_restarts_total": "counter",
 }
 """Exposed families and their type; each one is always listed, even before its first sample."""
 

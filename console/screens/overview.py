@@ -17,6 +17,9 @@ from console.widgets.live_table import LiveTable
 
 OLDEST_PENDING_ALERT = 120.0
 """A job waiting longer than this means the worker is stuck or a back-end is down."""
+UNAPPLIED_ALERT = 60.0
+"""A webhook acknowledged this long ago and not applied yet: the sidecar is stuck or far behind
+(the same limit as the sidecar's /health)."""
 ERROR_RATE_ALERT = 0.2
 _STATUS_STYLE = {"ok": "bold green", "degraded": "bold yellow", "down": "bold red",
                  "stale": "bold red", "unknown": "bold yellow"}
@@ -100,6 +103,9 @@ class OverviewScreen(LiveScreen):
             _figure("  waiting for crew", f"{queue.waiting:,}"),
             _figure("Oldest pending", age(old), old is not None and old > OLDEST_PENDING_ALERT),
             _figure("Dead letters", f"{queue.dead:,}", queue.dead > 0),
+            _figure("Unapplied webhooks", f"{data.unapplied:,}" + (
+                f" ({age(data.oldest_unapplied_age)} old)" if data.oldest_unapplied_age is not None else ""),
+                data.oldest_unapplied_age is not None and data.oldest_unapplied_age > UNAPPLIED_ALERT),
             _figure("Crew error rate 1h",
                     "-" if rate is None else f"{rate:.0%} of {data.crew_requests:,}",
                     rate is not None and rate >= ERROR_RATE_ALERT),

@@ -77,8 +77,9 @@ def _seed(store: Store) -> None:
                 last_message_preview=[HOSTILE, RTL, LONG, "olá"][i], last_message_role="customer",
             )
         for n in range(30):
+            # The first two are acknowledged but still not applied (the sidecar is stuck).
             tx.insert_delivery(delivery_id=f"d{n}", dedup_key=f"k{n}", event="message_created",
-                               outcome="accepted", reason="", received_at=T0 + 20 * n, account_id=1,
+                               outcome="pending" if n < 2 else "accepted", reason="", received_at=T0 + 20 * n, account_id=1,
                                conversation_id=101, message_id=n, body="{}")
         # Conversation 101: a full turn (customer, routing, crew attempt, reply in Chatwoot).
         _insert_message(tx, 101, 1, "customer", HOSTILE, T0 + 1)

@@ -19,10 +19,11 @@ async def test_overview_shows_every_component_and_figure(app: ConsoleApp) -> Non
         assert "Sidecar DEGRADED" in text
         assert "suporte (mcp)" in text and "open" in text and "9/10" in text
         assert "connection refused" in text
-        assert "Dead letters                 1" in text
-        assert "Signature rejections         2" in text
+        assert "Dead letters                    1" in text
+        assert "Signature rejections            2" in text
         assert "50% of 2" in text  # one failed crew attempt out of two
         assert "30 total" in text  # webhooks in the last hour
+        assert "Unapplied webhooks    2 (10m old)" in text
         assert "circuit breaker open" in text
 
 
@@ -34,6 +35,7 @@ async def test_overview_marks_attention_in_red(app: ConsoleApp) -> None:
         red = {c.name for c in data.components if c.attention}
         assert red == {"mcp_crew", "suporte (mcp)"}
         assert data.queue.dead == 1
+        assert data.unapplied == 2 and data.oldest_unapplied_age > 60  # shown in red
 
 
 async def test_stale_health_says_sidecar_not_running(db_path: str) -> None:

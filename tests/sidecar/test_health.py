@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+from sidecar.health import JOURNAL_STALE_SECONDS, QUEUE_STALE_SECONDS, queue_status
 from sidecar.simulators import FakeChatwoot, FakeCrew
 from tests.conftest import SidecarFactory
 from tests.harness import SidecarProcess, free_port
@@ -40,8 +41,8 @@ async def test_health_reports_every_check_with_age_and_latency(sidecar: SidecarP
         assert PEER_KEYS <= set(checks[peer])
         assert checks[peer]["latency_ms"] is not None and checks[peer]["age_seconds"] >= 0
     assert checks["decision_engine"]["status"] == "disabled"
-    assert set(checks["queue"]) == {"status", "depth", "oldest_pending_age", "dead_letters"}
-    assert checks["queue"] == {"status": "ok", "depth": 0, "oldest_pending_age": None, "dead_letters": 0}
+    assert checks["queue"] == {"status": "ok", "depth": 0, "oldest_pending_age": None, "dead_letters": 0,
+                               "unapplied": 0, "oldest_unapplied_age": None}
     default = checks["backends"]["default"]
     assert default["kind"] == "http" and default["status"] == "ok"
     assert default["breaker"]["state"] == "closed"
@@ -61,7 +62,8 @@ async def test_snapshot_is_written_to_kv_in_the_console_shape(sidecar: SidecarPr
     assert set(doc["checks"]) == {"database", "chatwoot", "mcp_crew", "decision_engine", "queue", "backends"}
     for peer in ("chatwoot", "mcp_crew", "decision_engine"):
         assert set(doc["checks"][peer]) == PEER_KEYS
-    assert set(doc["checks"]["queue"]) == {"status", "depth", "oldest_pending_age", "dead_letters"}
+    assert set(doc["checks"]["queue"]) == {"status", "depth", "oldest_pending_age", "dead_letters", "unapplied",
+                                           "oldest_unapplied_age"}
     for backend in doc["checks"]["backends"].values():
         assert set(backend) == {"status", "kind", "detail", "latency_ms", "checked_at", "breaker"}
     status = sidecar.query(lambda s: s.get_kv("config.status"))
@@ -135,3 +137,10 @@ async def test_storage_unavailable_is_down_with_503(sidecar: SidecarProcess) -> 
             blocker.close()
         status, body, _ = await http.get(f"{sidecar.url}/health")
         assert status == 200 and body["checks"]["database"]["status"] == "ok"
+
+
+def test_queue_is_degraded_when_a_job_or_an_unapplied_delivery_is_too_old() -> None:
+    assert queue_status(None, None) == "ok"
+    assert queue_status(QUEUE_STALE_SECONDS - 1, JOURNAL_STALE_SECONDS - 1) == "ok"
+    assert queue_status(QUEUE_STALE_SECONDS + 1, None) == "degraded"
+    assert queue_status(None, JOURNAL_STALE_SECONDS + 1) == "degraded"

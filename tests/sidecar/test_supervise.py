@@ -1,0 +1,105 @@
+"""Supervisor: a background loop that fails unexpectedly is restarted, logged, counted and
+reported; and over real HTTP, an applier that cannot apply shows in /health until it can."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+import uuid
+
+import aiohttp
+import pytest
+
+from sidecar.metrics import Metrics
+from sidecar.simulators import FakeChatwoot, chatwoot_json, sign
+from sidecar.simulators.payloads import message_event
+from sidecar.supervise import RECENT_SECONDS, WARN_SECONDS, Supervisor
+from tests.harness import SECRET, SidecarProcess
+from tests.secrets_check import RecordingClient, poll_until
+
+
+def _restarts(metrics: Metrics, task: str) -> float:
+    return sum(v for (name, labels), v in metrics.counters.items()
+               if name == "connector_background_restarts_total" and ("task", task) in labels)
+
+
+async def test_a_failing_loop_is_restarted_until_it_ends() -> None:
+    metrics, now = Metrics(), [1000.0]
+    supervisor = Supervisor(metrics, first_pause=0.0, clock=lambda: now[0])
+    calls = 0
+
+    async def loop() -> None:
+        nonlocal calls
+        calls += 1
+        if calls < 3:
+            raise RuntimeError(f"boom {calls}")
+
+    await supervisor.keep_running("applier", loop)
+    assert calls == 3
+    assert supervisor.crashes["applier"].count == 2
+    assert supervisor.crashes["applier"].last_error == "RuntimeError: boom 2"
+    assert _restarts(metrics, "applier") == 2
+    assert supervisor.recently_crashed()
+    [warning] = supervisor.warnings()
+    assert "applier failed 2 time(s)" in warning and "boom 2" in warning
+    now[0] += RECENT_SECONDS + 1
+    assert not supervisor.recently_crashed()  # recovered: no longer degraded, still listed
+    assert list(supervisor.warnings())
+    now[0] += WARN_SECONDS
+    assert not list(supervisor.warnings())
+
+
+async def test_cancelling_a_supervised_loop_is_not_a_crash() -> None:
+    supervisor = Supervisor(Metrics(), first_pause=0.0)
+    started = asyncio.Event()
+
+    async def loop() -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    task = asyncio.create_task(supervisor.keep_running("worker", loop))
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert supervisor.crashes == {}
+
+
+async def test_an_applier_that_cannot_apply_shows_in_health_until_it_can(
+    sidecar: SidecarProcess, chatwoot: FakeChatwoot
+) -> None:
+    """Acknowledged webhooks that cannot be applied must not hide behind an ``ok``: here an
+    outside change to the database (a trigger refusing updates of deliveries) stops the
+    applier until it is removed; /health is degraded meanwhile and says why."""
+    db = sqlite3.connect(sidecar.db_path, timeout=10)
+    db.execute("CREATE TRIGGER hold_deliveries BEFORE UPDATE ON deliveries "
+               "BEGIN SELECT RAISE(ABORT, 'deliveries are read-only for now'); END")
+    db.commit()
+    conv = chatwoot.open_conversation("whatsapp")
+    body = chatwoot_json(message_event(conv, chatwoot.world.customer_message(conv, "oi")))
+    stamp, delivery = int(time.time()), str(uuid.uuid4())
+    headers = {"Content-Type": "application/json", "X-Chatwoot-Delivery": delivery,
+               "X-Chatwoot-Timestamp": str(stamp), "X-Chatwoot-Signature": sign(body, SECRET, stamp)}
+    async with aiohttp.ClientSession() as session, session.post(
+            f"{sidecar.url}/webhook/chatwoot", data=body, headers=headers) as resp:
+        assert resp.status == 200  # journaled: acknowledged whatever happens next
+    async with RecordingClient() as http:
+        async def health() -> dict:
+            return (await http.get(f"{sidecar.url}/health"))[1]
+
+        doc = await poll_until(health, lambda d: d["checks"]["queue"]["status"] == "degraded",
+                               what="the stuck journal in /health")
+        assert doc["status"] == "degraded"
+        queue = doc["checks"]["queue"]
+        assert queue["unapplied"] == 1 and queue["oldest_unapplied_age"] >= 0
+        assert "cannot be applied: deliveries are read-only for now" in queue["detail"]
+
+        db.execute("DROP TRIGGER hold_deliveries")
+        db.commit()
+        db.close()
+        assert (await sidecar.outcome(delivery))[0] == "accepted"
+        doc = await poll_until(health, lambda d: d["checks"]["queue"]["status"] == "ok",
+                               what="the journal applied")
+        assert doc["checks"]["queue"]["unapplied"] == 0
+        assert "detail" not in doc["checks"]["queue"]
