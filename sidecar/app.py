@@ -80,11 +80,11 @@ def create_app(config: Config, *, config_path: str | None = None, name: str = "c
         ctx: SidecarContext = app.ctx
         assert ctx.services is not None
         assert ctx.intake is not None
-        # Always on, also with workers disabled: the journal becomes conversation state and
-        # queued work whether or not crews are being asked right now.
         assert ctx.health is not None and ctx.config_manager is not None and ctx.supervisor is not None
         supervised = ctx.supervisor.keep_running
         services = ctx.services
+        # Always on, also with workers disabled: the journal becomes conversation state and
+        # queued work whether or not crews are being asked right now.
         applier = DeliveryApplier(services, ctx.intake.settings)
         ctx.background.append(asyncio.create_task(supervised("delivery-applier", applier.run),
                                                   name="delivery-applier"))

@@ -200,8 +200,8 @@ class HealthMonitor:
     async def _queue(self) -> dict[str, Any]:
         store = self.svc.writer.store
         try:
-            stats = await self.svc.writer.call(store.queue_stats)
-            unapplied, oldest_unapplied_at = await self.svc.writer.call(store.journal_backlog)
+            stats, (unapplied, oldest_unapplied_at) = await self.svc.writer.call(
+                lambda: (store.queue_stats(), store.journal_backlog()))
         except StateError as exc:
             return {"status": "unknown", "depth": None, "oldest_pending_age": None, "dead_letters": None,
                     "unapplied": None, "oldest_unapplied_age": None,
