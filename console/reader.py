@@ -105,7 +105,7 @@ class Reader:
             outcomes = store.crew_outcomes(hour_ago)
             webhooks = store.deliveries_per_minute(hour_ago)
             latency = store.crew_latency_per_minute(hour_ago)
-            unapplied, oldest_unapplied_at = store.journal_backlog()
+            backlog = store.journal_backlog(now)
             return OverviewData(
                 now=now,
                 sidecar=health.sidecar_status(snapshot, updated_at, now, stale_after),
@@ -123,8 +123,8 @@ class Reader:
                     metrics, "connector_webhooks_received_total", outcome="rejected_malformed"),
                 webhooks_last_hour=sum(n for _m, n in webhooks),
                 last_delivery_at=store.last_delivery_at(),
-                unapplied=unapplied,
-                oldest_unapplied_age=None if oldest_unapplied_at is None else max(0.0, now - oldest_unapplied_at),
+                unapplied=backlog.unapplied,
+                oldest_unapplied_age=backlog.oldest_age,
             )
 
         return self._run(read)

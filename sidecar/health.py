@@ -95,7 +95,7 @@ class HealthMonitor:
     """Probes peers in the background and assembles the health snapshot."""
 
     def __init__(self, services: Services, *, warnings: Callable[[], list[str]],
-                 config_problem: Callable[[], str | None], crashing: Callable[[], bool] = lambda: False) -> None:
+                 config_problem: Callable[[], str | None], crashing: Callable[[], bool]) -> None:
         self.svc = services
         self._warnings = warnings
         self._config_problem = config_problem
@@ -200,20 +200,18 @@ class HealthMonitor:
     async def _queue(self) -> dict[str, Any]:
         store = self.svc.writer.store
         try:
-            stats, (unapplied, oldest_unapplied_at) = await self.svc.writer.call(
-                lambda: (store.queue_stats(), store.journal_backlog()))
+            stats, backlog = await self.svc.writer.call(lambda: (store.queue_stats(), store.journal_backlog()))
         except StateError as exc:
             return {"status": "unknown", "depth": None, "oldest_pending_age": None, "dead_letters": None,
                     "unapplied": None, "oldest_unapplied_age": None,
                     "detail": f"cannot read the queue: {exc}"[:300]}
         age = round(stats.oldest_pending_age, 3) if stats.oldest_pending_age is not None else None
-        unapplied_age = (round(max(0.0, time.time() - oldest_unapplied_at), 3)
-                         if oldest_unapplied_at is not None else None)
+        unapplied_age = round(backlog.oldest_age, 3) if backlog.oldest_age is not None else None
         check: dict[str, Any] = {
             "status": queue_status(age, unapplied_age), "depth": stats.depth, "oldest_pending_age": age,
-            "dead_letters": stats.dead, "unapplied": unapplied, "oldest_unapplied_age": unapplied_age}
+            "dead_letters": stats.dead, "unapplied": backlog.unapplied, "oldest_unapplied_age": unapplied_age}
         problem = self.svc.journal_problem
-        if problem and unapplied:
+        if problem and backlog.unapplied:
             check["status"] = "degraded"
             check["detail"] = f"acknowledged webhooks cannot be applied: {problem}"[:300]
         return check

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 
 def _loads(text: str | None, default: Any) -> Any:
@@ -276,6 +276,14 @@ class QueueStats:
     def depth(self) -> int:
         """Jobs not yet finished (pending, in flight or waiting for a callback)."""
         return self.pending + self.in_flight + self.waiting
+
+
+class JournalBacklog(NamedTuple):
+    """Deliveries acknowledged to Chatwoot but not yet applied (health, status, console)."""
+
+    unapplied: int
+    oldest_age: float | None
+    """Seconds since the oldest of them was received (None when there is none)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from state.models import (
     DeadLetter,
     Delivery,
     Job,
+    JournalBacklog,
     MessageRow,
     OperatorAction,
     QueueStats,
@@ -206,8 +207,8 @@ class Reads:
             "SELECT outcome, count(*) AS n FROM deliveries GROUP BY outcome"
         )}
 
-    def journal_backlog(self) -> tuple[int, float | None]:
-        """(deliveries acknowledged but not applied yet, the oldest one's receipt time).
+    def journal_backlog(self, now: float | None = None) -> JournalBacklog:
+        """Deliveries acknowledged but not applied yet, and how long the oldest has waited.
 
         Two queries on purpose: the count reads only the partial index, and the oldest is the
         first pending id (applied in id order). ``min(received_at)`` would visit every pending
@@ -217,7 +218,8 @@ class Reads:
         count = self.conn.execute("SELECT count(*) FROM deliveries WHERE outcome='pending'").fetchone()[0]
         oldest = self.conn.execute(
             "SELECT received_at FROM deliveries WHERE outcome='pending' ORDER BY id LIMIT 1").fetchone()
-        return count, oldest[0] if oldest else None
+        now = time.time() if now is None else now
+        return JournalBacklog(count, max(0.0, now - oldest[0]) if oldest else None)
 
     def delivery(self, delivery_id: str) -> Delivery | None:
         """The latest delivery stored under ``delivery_id`` (its outcome, once applied)."""

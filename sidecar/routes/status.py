@@ -28,16 +28,16 @@ async def webhook_status(request: Request) -> HTTPResponse:
     queue: dict[str, Any]
     last_at = intake.last_delivery_at
     try:
-        stats = await svc.writer.call(svc.writer.store.queue_stats)
-        backlog, oldest = await svc.writer.call(svc.writer.store.journal_backlog)
+        store = svc.writer.store
+        stats, backlog = await svc.writer.call(lambda: (store.queue_stats(), store.journal_backlog()))
         if last_at is None:  # after a restart: the newest stored delivery
             last_at = await svc.writer.call(svc.writer.store.last_delivery_at)
         queue = {"depth": stats.depth, "pending": stats.pending, "in_flight": stats.in_flight,
                  "waiting": stats.waiting, "dead_letters": stats.dead,
                  "oldest_pending_age": stats.oldest_pending_age,
                  # Acknowledged deliveries the applier has not turned into state and work yet.
-                 "unapplied": backlog,
-                 "oldest_unapplied_age": round(time.time() - oldest, 3) if oldest is not None else None}
+                 "unapplied": backlog.unapplied,
+                 "oldest_unapplied_age": round(backlog.oldest_age, 3) if backlog.oldest_age is not None else None}
     except StateError:
         queue = {"depth": None, "error": "storage unavailable"}
     now = time.time()
