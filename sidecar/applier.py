@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from sidecar.context import Services
 from sidecar.intake import Applied, IntakeSettings, apply_pending
-from sidecar.logs import get_logger, log_event
+from sidecar.logs import REDACTOR, get_logger, log_event
 from sidecar.normalize import event_label
 from sidecar.saturation import SATURATED_SHARE
 from state import StorageUnavailable, Tx
@@ -40,7 +40,7 @@ class DeliveryApplier:
             try:
                 applied, cpu_seconds = await self.svc.writer.transact(_timed_apply, self._settings(), BATCH)
             except StorageUnavailable as exc:
-                self.svc.journal_problem = str(exc)
+                self.svc.journal_problem = REDACTOR.redact(str(exc))  # shown by /health
                 log_event(log, "webhook.apply_storage_unavailable", level=40, error=str(exc))
                 await self._idle(_STORAGE_RETRY_SECONDS)
                 continue

@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
-from sidecar.logs import get_logger, log_event
+from sidecar.logs import REDACTOR, get_logger, log_event
 from sidecar.metrics import Metrics
 
 log = get_logger()
@@ -63,7 +63,8 @@ class Supervisor:
             pause = min(max(pause * 2, self._first_pause), self._max_pause)
 
     def _record(self, name: str, exc: Exception, pause: float) -> None:
-        error = f"{type(exc).__name__}: {exc}"[:_ERROR_CHARS]
+        # Redacted here, not only in the log: the text also goes into /health and the console.
+        error = REDACTOR.redact(f"{type(exc).__name__}: {exc}")[:_ERROR_CHARS]
         seen = self.crashes.get(name)
         count = seen.count + 1 if seen else 1
         self.crashes[name] = Crashes(count, error, self._clock())

@@ -11,6 +11,7 @@ import uuid
 import aiohttp
 import pytest
 
+from sidecar.logs import REDACTOR
 from sidecar.metrics import Metrics
 from sidecar.simulators import FakeChatwoot, chatwoot_json, sign
 from sidecar.simulators.payloads import message_event
@@ -103,3 +104,24 @@ async def test_an_applier_that_cannot_apply_shows_in_health_until_it_can(
                                what="the journal applied")
         assert doc["checks"]["queue"]["unapplied"] == 0
         assert "detail" not in doc["checks"]["queue"]
+
+
+async def test_a_secret_in_the_error_never_reaches_the_warnings() -> None:
+    """The error text goes into /health and the console, which the log redactor does not see."""
+    secret = "tok-9f8e7d6c5b4a"
+    REDACTOR.set_secrets([secret])
+    try:
+        supervisor = Supervisor(Metrics(), first_pause=0.0)
+        calls = 0
+
+        async def loop() -> None:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise RuntimeError(f"GET https://crew.example/api?key={secret} failed")
+
+        await supervisor.keep_running("queue-worker", loop)
+        text = " ".join(supervisor.warnings())
+        assert "key=****" in text and secret not in text
+    finally:
+        REDACTOR.set_secrets([])
