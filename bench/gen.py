@@ -14,11 +14,12 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from sidecar.simulators.payloads import ChatwootWorld, message_event
-from sidecar.simulators.signing import chatwoot_json, sign
+from simulators.payloads import ChatwootWorld, message_event
+from simulators.signing import chatwoot_json, sign
 
 CHANNELS = ("whatsapp", "facebook", "instagram", "webwidget")
 _ID_SENTINEL = b"987654321"
+_CONV_SENTINEL = b"876543219"
 _TEXT_SENTINEL = "BENCHTEXTSENTINEL"
 _TEXTS = ("Olá, qual o horário de atendimento?", "Where is my order? It has not arrived yet.",
           "Quanto custa a barraca trail 2p?", "Do you ship to Portugal?", "Meu pedido chegou quebrado")
@@ -34,15 +35,25 @@ class Delivery:
 
 
 class WebhookFactory:
-    """Unique signed ``message_created`` deliveries across ``conversations`` conversations."""
+    """Unique signed ``message_created`` deliveries across ``conversations`` conversations.
+
+    With ``new_conversations`` every delivery opens a conversation of its own (a fresh
+    conversation id per message, starting at ``first_conversation_id``): nothing folds or waits
+    behind an earlier message, so each message costs one crew call and one reply.
+    """
 
     def __init__(self, secret: str, *, conversations: int = 40, seed: int = 7, first_message_id: int = 1_000_000,
-                 run_tag: str | None = None) -> None:
+                 run_tag: str | None = None, new_conversations: bool = False,
+                 first_conversation_id: int = 10_000_000) -> None:
         self.secret = secret
         world = ChatwootWorld(rng=random.Random(seed))
         self._templates: list[tuple[int, bytes]] = []
-        for i in range(conversations):
+        self._new_conversations = new_conversations
+        self._conv_ids = itertools.count(first_conversation_id)
+        for i in range(conversations if not new_conversations else len(CHANNELS)):
             conv = world.open_conversation(CHANNELS[i % len(CHANNELS)])
+            if new_conversations:
+                conv.display_id = int(_CONV_SENTINEL)
             msg = world.customer_message(conv, _TEXT_SENTINEL)
             msg.id = int(_ID_SENTINEL)
             body = chatwoot_json(message_event(conv, msg))
@@ -62,6 +73,9 @@ class WebhookFactory:
         conv_id, template = self._templates[n % len(self._templates)]
         text = f"{_TEXTS[n % len(_TEXTS)]} #{n}".encode()
         body = template.replace(_ID_SENTINEL, str(message_id).encode()).replace(_TEXT_SENTINEL.encode(), text)
+        if self._new_conversations:
+            conv_id = next(self._conv_ids)
+            body = body.replace(_CONV_SENTINEL, str(conv_id).encode())
         stamp = int(time.time()) if now is None else now
         signature = sign(body, self.secret, stamp)
         if bad_signature:  # same length and shape, wrong MAC

@@ -32,7 +32,9 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    factory = WebhookFactory(args.secret, conversations=args.conversations, first_message_id=args.first_message_id)
+    factory = WebhookFactory(args.secret, conversations=args.conversations, first_message_id=args.first_message_id,
+                             new_conversations=args.new_conversations,
+                             first_conversation_id=args.first_conversation_id)
     connector = aiohttp.TCPConnector(limit=args.connections, force_close=False)
     timeout = aiohttp.ClientTimeout(total=args.timeout)
     ledger: list[tuple[int, int, float, int, float]] = []
@@ -109,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=0.0, help="seconds excluded from the summary")
     parser.add_argument("--conversations", type=int, default=40)
     parser.add_argument("--first-message-id", type=int, default=1_000_000)
+    parser.add_argument("--new-conversations", action="store_true",
+                        help="every message opens a conversation of its own")
+    parser.add_argument("--first-conversation-id", type=int, default=10_000_000)
     parser.add_argument("--connections", type=int, default=256)
     parser.add_argument("--timeout", type=float, default=10.0)
     parser.add_argument("--ledger", default="")

@@ -69,7 +69,7 @@ class Service:
     """A long-running child whose output goes to a log file; ready when a marker line appears."""
 
     def __init__(self, name: str, cmd: list[str], log_path: Path, env: dict[str, str] | None = None,
-                 cwd: Path = REPO, marker: str = "") -> None:
+                 cwd: Path = REPO, marker: str = "", pythonpath: Path = REPO) -> None:
         self.name = name
         self.cmd = cmd
         self.log_path = log_path
@@ -80,7 +80,7 @@ class Service:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith(("SIDECAR_", "CHATWOOT_", "MCP_CREW_"))}
         full_env.update(env or {})
         full_env["PYTHONUNBUFFERED"] = "1"
-        full_env["PYTHONPATH"] = str(REPO)
+        full_env["PYTHONPATH"] = str(pythonpath)
         self.proc = subprocess.Popen(cmd, cwd=str(cwd), env=full_env, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self._thread = threading.Thread(target=self._drain, daemon=True)
@@ -195,9 +195,9 @@ class Stack:
         }
         config_path = self.workdir / "config.yaml"
         config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-        cmd = [*pin(0), PY, "-m", "sidecar", "--config", str(config_path)]
-        self.bench.commands.setdefault("sidecar", "SIDECAR_BENCH_NOOP=1 " + shlex.join(cmd))
-        self.sidecar = Service("sidecar", cmd, self.workdir / "sidecar.out", env={"SIDECAR_BENCH_NOOP": "1"},
+        cmd = [*pin(0), PY, "-m", "bench.noop", "--config", str(config_path)]
+        self.bench.commands.setdefault("sidecar", shlex.join(cmd))
+        self.sidecar = Service("sidecar", cmd, self.workdir / "sidecar.out",
                                cwd=self.workdir, marker="sidecar.ready")
         self.sidecar.wait_ready()
         return self

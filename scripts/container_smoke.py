@@ -52,10 +52,10 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from demo import demo_settings, simulator_wiring  # noqa: E402
 from sidecar.config import config_from_mapping, deep_merge  # noqa: E402
-from sidecar.demo import demo_settings, simulator_wiring  # noqa: E402
-from sidecar.simulators import FakeChatwoot, FakeConversation, FakeCrew  # noqa: E402
-from sidecar.simulators.signing import webhook_headers  # noqa: E402
+from simulators import FakeChatwoot, FakeConversation, FakeCrew  # noqa: E402
+from simulators.signing import webhook_headers  # noqa: E402
 
 RUNTIME_UID = "10001"
 HEALTH_DEADLINE = 90.0

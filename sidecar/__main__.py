@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import os
 import sys
+from typing import Any
 
 from sidecar.config import ConfigError, load_config
 
@@ -22,10 +23,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, extra_blueprints: tuple[Any, ...] = ()) -> int:
+    """Runs the sidecar (or the demo); ``extra_blueprints`` is for bench/noop.py only."""
     args = parse_args(argv)
     if args.demo:
-        from sidecar.demo import run_demo
+        try:
+            from demo import run_demo
+        except ImportError:
+            print("the demo is not part of this installation: run it from a checkout (make run)", file=sys.stderr)
+            return 2
 
         return run_demo(config_path=args.config, host=args.host, port=args.port, rate=args.demo_rate)
     try:
@@ -41,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     from sidecar.app import create_app
 
     app = create_app(config, config_path=config.source_path)
+    for blueprint in extra_blueprints:
+        app.blueprint(blueprint)
     app.run(host=server.host, port=server.port, single_process=True, access_log=False, motd=False)
     return 0
 

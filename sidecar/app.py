@@ -12,22 +12,21 @@ from sanic import Request, Sanic
 from sanic.exceptions import SanicException
 from sanic.response import HTTPResponse, json
 
-from sidecar.applier import DeliveryApplier
-from sidecar.chatwoot import ChatwootClient
 from sidecar.config import Config, secret_values
-from sidecar.config_live import ConfigManager
-from sidecar.context import BreakerBoard, ConfigHolder, Services
+from sidecar.config.live import ConfigManager
 from sidecar.crew.registry import CrewRegistry
-from sidecar.health import HealthMonitor
-from sidecar.logs import REDACTOR, get_logger, log_event, setup_logging
-from sidecar.metrics import Metrics
-from sidecar.routes import api
-from sidecar.routes import bench as bench_routes
-from sidecar.supervise import Supervisor
-from sidecar.webhook_intake import WebhookIntake
-from sidecar.worker import QueueWorker
-from sidecar.writer import StateWriter
+from sidecar.http.routes import api
+from sidecar.inbound.intake import WebhookIntake
+from sidecar.inbound.journal_applier import DeliveryApplier
+from sidecar.ops.health import HealthMonitor
+from sidecar.ops.logs import REDACTOR, get_logger, log_event, setup_logging
+from sidecar.ops.metrics import Metrics
+from sidecar.ops.supervise import Supervisor
+from sidecar.outbound.chatwoot import ChatwootClient
+from sidecar.queue.worker import QueueWorker
+from sidecar.services import BreakerBoard, ConfigHolder, Services
 from state import StorageUnavailable, open_store
+from state.writer import StateWriter
 
 log = get_logger()
 _METRICS_FLUSH_SECONDS = 1.0
@@ -59,8 +58,6 @@ def create_app(config: Config, *, config_path: str | None = None, name: str = "c
     app.config.GRACEFUL_SHUTDOWN_TIMEOUT = config.server.shutdown_grace_seconds
     app.config.NOISY_EXCEPTIONS = False
     app.blueprint(api)
-    if bench_routes.enabled():  # benchmark baseline only, never in production (routes/bench.py)
-        app.blueprint(bench_routes.bp)
     app.error_handler.add(SanicException, _json_error)
     app.error_handler.add(Exception, _json_error)
 

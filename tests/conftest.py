@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from sidecar.simulators import FakeChatwoot, FakeCrew
+from simulators import FakeChatwoot, FakeCrew
 from tests.harness import SECRET, SidecarProcess, sidecar_config
 
 SidecarFactory = Callable[..., Awaitable[SidecarProcess]]

@@ -23,7 +23,6 @@ from urllib.parse import quote
 
 import aiohttp
 
-from sidecar.backoff import parse_retry_after
 from sidecar.config import CrewConfig
 from sidecar.crew.base import (
     Accepted,
@@ -35,6 +34,7 @@ from sidecar.crew.base import (
     parse_actions,
 )
 from sidecar.crew.http import chatwootai_actions
+from sidecar.queue.retry import parse_retry_after
 
 RunState = Literal["running", "completed", "failed"]
 

@@ -7,7 +7,6 @@ from typing import Any
 
 import aiohttp
 
-from sidecar.backoff import parse_retry_after
 from sidecar.crew.base import (
     Accepted,
     Answered,
@@ -17,6 +16,7 @@ from sidecar.crew.base import (
     classify_status,
     parse_actions,
 )
+from sidecar.queue.retry import parse_retry_after
 
 
 class HttpCrewBackend:

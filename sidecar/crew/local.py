@@ -12,7 +12,7 @@ from typing import Any
 
 from sidecar.config import CrewConfig
 from sidecar.crew.base import Accepted, Answered, CrewRequest, ProbeResult
-from sidecar.routing import fold
+from sidecar.queue.routing import fold
 
 
 @lru_cache(maxsize=1024)

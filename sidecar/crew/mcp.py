@@ -62,7 +62,7 @@ from sidecar.crew.base import (
     ProbeResult,
     classify_status,
 )
-from sidecar.logs import get_logger, log_event
+from sidecar.ops.logs import get_logger, log_event
 
 log = get_logger()
 T = TypeVar("T")

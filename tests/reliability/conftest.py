@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from sidecar.simulators import FakeChatwoot
+from simulators import FakeChatwoot
 from tests.harness import SECRET
 
 

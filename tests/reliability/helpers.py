@@ -13,9 +13,9 @@ from typing import Any
 
 import aiohttp
 
-from sidecar.simulators import FakeChatwoot, chatwoot_json
-from sidecar.simulators.payloads import FakeConversation, message_event
-from sidecar.simulators.signing import webhook_headers
+from simulators import FakeChatwoot, chatwoot_json
+from simulators.payloads import FakeConversation, message_event
+from simulators.signing import webhook_headers
 from state import Store
 from tests.harness import SECRET, SidecarProcess
 

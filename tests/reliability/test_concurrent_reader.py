@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.simulators import FakeChatwoot, FakeCrew
+from simulators import FakeChatwoot, FakeCrew
 from tests.harness import REPO
 from tests.reliability.helpers import (
     Ledger,

@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from sidecar.simulators import FakeChatwoot, FakeCrew
+from simulators import FakeChatwoot, FakeCrew
 from tests.harness import SidecarProcess, free_port
 from tests.reliability.helpers import crew_keys, jobs, open_jobs, rows, wait_until
 

@@ -13,8 +13,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from sidecar.simulators import FakeChatwoot, FakeCrew
-from sidecar.simulators.fake_crew import default_responder
+from simulators import FakeChatwoot, FakeCrew
+from simulators.fake_crew import default_responder
 from tests.harness import SidecarProcess
 from tests.reliability.helpers import (
     Ledger,

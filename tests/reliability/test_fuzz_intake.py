@@ -16,8 +16,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sidecar.simulators import FakeChatwoot, FakeCrew, chatwoot_json
-from sidecar.simulators.payloads import conversation_event, message_event
+from simulators import FakeChatwoot, FakeCrew, chatwoot_json
+from simulators.payloads import conversation_event, message_event
 from tests.harness import SidecarProcess
 from tests.reliability.helpers import rows, sign_raw
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from sidecar.simulators import FakeChatwoot, FakeCrew
+from simulators import FakeChatwoot, FakeCrew
 from tests.reliability.helpers import jobs, open_jobs, wait_until
 
 

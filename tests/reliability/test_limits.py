@@ -8,7 +8,7 @@ import time
 import aiohttp
 import pytest
 
-from sidecar.simulators import FakeChatwoot, FakeCrew
+from simulators import FakeChatwoot, FakeCrew
 from tests.reliability.helpers import (
     Ledger,
     post_delivery,

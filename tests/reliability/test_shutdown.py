@@ -9,7 +9,7 @@ import signal
 
 import pytest
 
-from sidecar.simulators import FakeChatwoot, FakeCrew
+from simulators import FakeChatwoot, FakeCrew
 from tests.harness import SidecarProcess
 from tests.reliability.helpers import (
     Ledger,

@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from sidecar.simulators import FakeChatwoot, FakeCrew
+from simulators import FakeChatwoot, FakeCrew
 from tests.conftest import SidecarFactory
 from tests.harness import ADMIN_TOKEN, SECRET, SidecarProcess
 from tests.secrets_check import RecordingClient, assert_no_secrets, poll_until

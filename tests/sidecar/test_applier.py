@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.applier import yield_seconds
-from sidecar.intake import IntakeSettings, apply_pending, first_look, journal_delivery
-from sidecar.normalize import normalize
-from sidecar.saturation import SATURATED_SHARE, CpuSaturation
-from sidecar.simulators.payloads import ChatwootWorld, message_event
+from sidecar.inbound.apply import IntakeSettings, apply_pending, first_look, journal_delivery
+from sidecar.inbound.journal_applier import yield_seconds
+from sidecar.inbound.payload import normalize
+from sidecar.queue.pacing import SATURATED_SHARE, CpuSaturation
+from simulators.payloads import ChatwootWorld, message_event
 from state import Store, open_store
 
 SETTINGS = IntakeSettings(inbox_ids=(), debounce_seconds=0.0, debounce_max_seconds=0.0, self_user_ids=())

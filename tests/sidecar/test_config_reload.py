@@ -6,7 +6,7 @@ from typing import Any
 
 import yaml
 
-from sidecar.simulators import FakeChatwoot, FakeCrew
+from simulators import FakeChatwoot, FakeCrew
 from tests.harness import SidecarProcess
 from tests.secrets_check import RecordingClient, poll_until
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from sidecar.health import JOURNAL_STALE_SECONDS, QUEUE_STALE_SECONDS, queue_status
-from sidecar.simulators import FakeChatwoot, FakeCrew
+from sidecar.ops.health import JOURNAL_STALE_SECONDS, QUEUE_STALE_SECONDS, queue_status
+from simulators import FakeChatwoot, FakeCrew
 from tests.conftest import SidecarFactory
 from tests.harness import SidecarProcess, free_port
 from tests.secrets_check import RecordingClient, poll_until

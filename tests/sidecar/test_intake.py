@@ -8,9 +8,9 @@ import uuid
 
 import aiohttp
 
-from sidecar.simulators import FakeChatwoot, FakeCrew, chatwoot_json, sign
-from sidecar.simulators.payloads import message_event
-from sidecar.webhook_intake import RateLimitedLog
+from sidecar.inbound.intake import RateLimitedLog
+from simulators import FakeChatwoot, FakeCrew, chatwoot_json, sign
+from simulators.payloads import message_event
 from tests.conftest import SidecarFactory
 from tests.harness import SECRET, SidecarProcess
 

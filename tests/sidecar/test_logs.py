@@ -15,7 +15,7 @@ from aiohttp import web
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sidecar.logs import (
+from sidecar.ops.logs import (
     LOG_FILE_NAME,
     MAX_FIELD_CHARS,
     REDACTOR,
@@ -23,7 +23,7 @@ from sidecar.logs import (
     log_event,
     reconfigure,
 )
-from sidecar.simulators import FakeChatwoot
+from simulators import FakeChatwoot
 from tests.conftest import SidecarFactory
 from tests.harness import SidecarProcess
 from tests.secrets_check import assert_no_secrets

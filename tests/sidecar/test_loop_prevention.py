@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from sidecar.simulators import FakeChatwoot, FakeCrew
-from sidecar.simulators.payloads import conversation_event
+from simulators import FakeChatwoot, FakeCrew
+from simulators.payloads import conversation_event
 from tests.conftest import SidecarFactory
 from tests.harness import SidecarProcess
 

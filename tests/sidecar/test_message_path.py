@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from sidecar.simulators import FakeChatwoot, FakeCrew
+from simulators import FakeChatwoot, FakeCrew
 from tests.harness import SidecarProcess
 
 

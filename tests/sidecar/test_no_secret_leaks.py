@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from sidecar.simulators import FakeChatwoot, FakeCrew
+from simulators import FakeChatwoot, FakeCrew
 from tests.conftest import SidecarFactory
 from tests.harness import ADMIN_TOKEN, SECRET
 from tests.secrets_check import RecordingClient, assert_no_secrets, configured_secrets, poll_until

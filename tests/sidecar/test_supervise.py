@@ -11,11 +11,11 @@ import uuid
 import aiohttp
 import pytest
 
-from sidecar.logs import REDACTOR
-from sidecar.metrics import Metrics
-from sidecar.simulators import FakeChatwoot, chatwoot_json, sign
-from sidecar.simulators.payloads import message_event
-from sidecar.supervise import RECENT_SECONDS, WARN_SECONDS, Supervisor
+from sidecar.ops.logs import REDACTOR
+from sidecar.ops.metrics import Metrics
+from sidecar.ops.supervise import RECENT_SECONDS, WARN_SECONDS, Supervisor
+from simulators import FakeChatwoot, chatwoot_json, sign
+from simulators.payloads import message_event
 from tests.harness import SECRET, SidecarProcess
 from tests.secrets_check import RecordingClient, poll_until
 

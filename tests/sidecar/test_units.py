@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from sidecar import ownership
-from sidecar.backoff import parse_retry_after, retry_delay
-from sidecar.breaker import CLOSED, HALF_OPEN, OPEN, BreakerSettings, CircuitBreaker
 from sidecar.config import config_from_mapping
-from sidecar.normalize import normalize
-from sidecar.routing import RoutingInput, decide_by_rules, fold
-from sidecar.signature import verify_signature
+from sidecar.crew.breaker import CLOSED, HALF_OPEN, OPEN, BreakerSettings, CircuitBreaker
+from sidecar.inbound import ownership
+from sidecar.inbound.payload import normalize
+from sidecar.inbound.signature import verify_signature
+from sidecar.queue.retry import parse_retry_after, retry_delay
+from sidecar.queue.routing import RoutingInput, decide_by_rules, fold
 
 PAYLOADS = Path("/work/shared/reference/chatwoot-payloads")
 SHORT = (b'{"account":{"id":7,"name":"Acme Outdoor"},"content":"Pedido #48213 \\u003curgente\\u003e \\u0026 '

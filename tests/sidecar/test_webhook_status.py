@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from sidecar.simulators import FakeChatwoot
+from simulators import FakeChatwoot
 from tests.conftest import SidecarFactory
 from tests.harness import SECRET, SidecarProcess
 from tests.secrets_check import RecordingClient, poll_until

@@ -14,8 +14,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from sidecar.simulators import FakeChatwoot, FakeCrew, run_customers
-from sidecar.simulators.payloads import (
+from simulators import FakeChatwoot, FakeCrew, run_customers
+from simulators.payloads import (
     CHANNELS,
     contact_event,
     conversation_event,
@@ -25,7 +25,7 @@ from sidecar.simulators.payloads import (
     typing_event,
     webwidget_triggered,
 )
-from sidecar.simulators.signing import chatwoot_json, sign, verify
+from simulators.signing import chatwoot_json, sign, verify
 
 REF = Path("/work/shared/reference/chatwoot-payloads")
 SECRET = "Xk9vR2mQ7tLp4WcZ8bNs3hJd"

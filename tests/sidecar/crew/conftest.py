@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from sidecar.simulators.fake_amp import FakeAmp
-from sidecar.simulators.fake_mcp import FakeMcp
+from simulators.fake_amp import FakeAmp
+from simulators.fake_mcp import FakeMcp
 from state import Job
 from tests.harness import SidecarProcess
 

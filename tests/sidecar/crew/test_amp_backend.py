@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import aiohttp
 
-from sidecar.simulators import FakeChatwoot
-from sidecar.simulators.fake_amp import FakeAmp
+from simulators import FakeChatwoot
+from simulators.fake_amp import FakeAmp
 from tests.conftest import SidecarFactory
 from tests.sidecar.crew.conftest import crews, finished_job, jobs_of
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from sidecar.simulators import FakeChatwoot, FakeCrew
-from sidecar.simulators.fake_mcp import FakeMcp
+from simulators import FakeChatwoot, FakeCrew
+from simulators.fake_mcp import FakeMcp
 from tests.conftest import SidecarFactory
 from tests.sidecar.crew.conftest import crews, finished_job
 

@@ -30,8 +30,8 @@ from sidecar.crew.mcp import (
     tool_error,
 )
 from sidecar.crew.registry import CrewRegistry
-from sidecar.simulators.fake_amp import FakeAmp
-from sidecar.simulators.fake_mcp import FakeMcp
+from simulators.fake_amp import FakeAmp
+from simulators.fake_mcp import FakeMcp
 from tests.harness import free_port
 
 ENVELOPE = {

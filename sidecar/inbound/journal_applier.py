@@ -14,11 +14,11 @@ import contextlib
 import time
 from collections.abc import Callable
 
-from sidecar.context import Services
-from sidecar.intake import Applied, IntakeSettings, apply_pending
-from sidecar.logs import REDACTOR, get_logger, log_event
-from sidecar.normalize import event_label
-from sidecar.saturation import SATURATED_SHARE
+from sidecar.inbound.apply import Applied, IntakeSettings, apply_pending
+from sidecar.inbound.payload import event_label
+from sidecar.ops.logs import REDACTOR, get_logger, log_event
+from sidecar.queue.pacing import SATURATED_SHARE
+from sidecar.services import Services
 from state import StorageUnavailable, Tx
 
 log = get_logger()

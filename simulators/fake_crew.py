@@ -20,7 +20,7 @@ from typing import Any, Literal
 import aiohttp
 from aiohttp import web
 
-from sidecar.simulators.loopback import serve, shut_down
+from simulators.loopback import serve, shut_down
 
 __all__ = ["FakeCrew", "CrewRequest", "default_responder", "decide"]
 

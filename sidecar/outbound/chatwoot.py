@@ -14,9 +14,9 @@ from typing import Any
 
 import aiohttp
 
-from sidecar.backoff import parse_retry_after
 from sidecar.config import Config
-from sidecar.metrics import Metrics
+from sidecar.ops.metrics import Metrics
+from sidecar.queue.retry import parse_retry_after
 
 
 @dataclass

@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from sidecar.breaker import BreakerSettings, CircuitBreaker
-from sidecar.chatwoot import ChatwootClient
 from sidecar.config import Config
+from sidecar.crew.breaker import BreakerSettings, CircuitBreaker
 from sidecar.crew.registry import CrewRegistry
-from sidecar.metrics import Metrics
-from sidecar.saturation import CpuSaturation
-from sidecar.writer import StateWriter
+from sidecar.ops.metrics import Metrics
+from sidecar.outbound.chatwoot import ChatwootClient
+from sidecar.queue.pacing import CpuSaturation
+from state.writer import StateWriter
 
 
 class ConfigHolder:
@@ -87,6 +87,6 @@ class Services:
     journal_problem: str | None = None
     """Why the applier's latest batch failed (None once a batch went through): /health shows it."""
     saturated: Callable[[], bool] = field(default_factory=CpuSaturation)
-    """True while the process has no spare CPU: background work steps back (sidecar.saturation)."""
+    """True while the process has no spare CPU: background work steps back (sidecar.queue.pacing)."""
     self_user_ids: set[int] = field(default_factory=set)
     """Chatwoot user ids the sidecar posts as (configured, or learned from create answers)."""

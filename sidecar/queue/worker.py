@@ -13,16 +13,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sidecar import ownership
-from sidecar.actions import ActionApplier, failure_actions
-from sidecar.backoff import retry_delay
-from sidecar.chatwoot import ChatwootError
-from sidecar.context import Services
 from sidecar.crew.base import Accepted, Answered, CrewError, CrewRequest
 from sidecar.crew.envelope import build_envelope, burst_text
-from sidecar.logs import get_logger, log_event
-from sidecar.routing import Decision, RoutingInput, decide
-from sidecar.saturation import SATURATED_SHARE
+from sidecar.inbound import ownership
+from sidecar.ops.logs import get_logger, log_event
+from sidecar.outbound.chatwoot import ChatwootError
+from sidecar.outbound.replies import ActionApplier, failure_actions
+from sidecar.queue.pacing import SATURATED_SHARE
+from sidecar.queue.retry import retry_delay
+from sidecar.queue.routing import Decision, RoutingInput, decide
+from sidecar.services import Services
 from state import ConversationRow, Job, MessageRow, StorageUnavailable, Tx
 
 log = get_logger()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sidecar.normalize import Conversation, Message
+from sidecar.inbound.payload import Conversation, Message
 from state import ConversationRow
 
 BOT, HUMAN, PAUSED = "bot", "human", "paused"

@@ -13,7 +13,7 @@ Status rules:
   open job is older than ``QUEUE_STALE_SECONDS``, or the oldest acknowledged but unapplied
   delivery older than ``JOURNAL_STALE_SECONDS``, or the applier's latest batch failed while
   deliveries wait (its error is the queue check's ``detail``); a background loop failed
-  within the last minute (sidecar.supervise: it is restarted and listed in ``warnings``); or
+  within the last minute (sidecar.ops.supervise: it is restarted and listed in ``warnings``); or
   a hand edit of config.yaml was refused (the sidecar runs the last good config, which is
   not what the file says).
 - ``ok`` otherwise. ``warnings`` lists things an operator should know that do not by
@@ -38,9 +38,9 @@ from typing import Any
 import aiohttp
 
 from sidecar.config import Config
-from sidecar.context import Services
 from sidecar.crew.base import ProbeResult
-from sidecar.logs import get_logger, log_event
+from sidecar.ops.logs import get_logger, log_event
+from sidecar.services import Services
 from state import StateError
 
 log = get_logger()

@@ -28,7 +28,7 @@ from typing import Any, Literal
 import aiohttp
 from aiohttp import web
 
-from sidecar.simulators.loopback import serve, shut_down
+from simulators.loopback import serve, shut_down
 
 from .fake_crew import default_responder
 

@@ -14,8 +14,8 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
-from sidecar.logs import REDACTOR, get_logger, log_event
-from sidecar.metrics import Metrics
+from sidecar.ops.logs import REDACTOR, get_logger, log_event
+from sidecar.ops.metrics import Metrics
 
 log = get_logger()
 

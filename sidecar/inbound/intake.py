@@ -3,7 +3,7 @@
 The order matters for cost and safety: the signature is checked over the raw bytes first
 (a forged or stale delivery costs no JSON parsing and no database work), and a 2xx is
 only ever returned after the delivery's row has committed. The answer's status comes from
-the payload alone (sidecar.intake.first_look); the applier derives everything else from the
+the payload alone (sidecar.inbound.apply.first_look); the applier derives everything else from the
 committed row afterwards, so Chatwoot waits for one INSERT, not for the whole bookkeeping.
 """
 
@@ -15,11 +15,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sidecar.context import Services
-from sidecar.intake import IntakeSettings, first_look, journal_delivery
-from sidecar.logs import get_logger, log_event
-from sidecar.normalize import event_label, normalize
-from sidecar.signature import DELIVERY_HEADER, verify_signature
+from sidecar.inbound.apply import IntakeSettings, first_look, journal_delivery
+from sidecar.inbound.payload import event_label, normalize
+from sidecar.inbound.signature import DELIVERY_HEADER, verify_signature
+from sidecar.ops.logs import get_logger, log_event
+from sidecar.services import Services
 from state import StorageUnavailable
 
 log = get_logger()

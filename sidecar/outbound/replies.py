@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from sidecar import ownership
-from sidecar.backoff import retry_delay
-from sidecar.chatwoot import ChatwootError
-from sidecar.context import Services
-from sidecar.logs import get_logger, log_event
-from sidecar.normalize import content_hash
+from sidecar.inbound import ownership
+from sidecar.inbound.payload import content_hash
+from sidecar.ops.logs import get_logger, log_event
+from sidecar.outbound.chatwoot import ChatwootError
+from sidecar.queue.retry import retry_delay
+from sidecar.services import Services
 from state import ActionRecord, Job, Tx
 
 # With an agent-bot token we cannot list messages, so the echo webhook is the evidence

@@ -44,8 +44,8 @@ from sidecar.config import (
     load_raw,
     masked_config_dict,
 )
-from sidecar.context import ConfigHolder, Services
-from sidecar.logs import get_logger, log_event, reconfigure
+from sidecar.ops.logs import get_logger, log_event, reconfigure
+from sidecar.services import ConfigHolder, Services
 from state import StateError
 
 log = get_logger()

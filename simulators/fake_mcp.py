@@ -219,7 +219,7 @@ class FakeMcp:
 
 
 async def serve_forever(port: int = 0) -> None:  # pragma: no cover - manual use
-    """``python -c 'import asyncio, sidecar.simulators.fake_mcp as f; asyncio.run(f.serve_forever(8001))'``"""
+    """``python -c 'import asyncio, simulators.fake_mcp as f; asyncio.run(f.serve_forever(8001))'``"""
     fake = FakeMcp()
     fake.port = port
     await fake.start()

@@ -1,6 +1,6 @@
 """Provides GET /health: cached peer checks, a live database write/read and the queue.
 
-The status rules are documented in :mod:`sidecar.health`. Only ``down`` answers 503, so a
+The status rules are documented in :mod:`sidecar.ops.health`. Only ``down`` answers 503, so a
 load balancer keeps sending webhooks while a peer is merely unreachable (they are queued).
 """
 
@@ -12,7 +12,7 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 
 from sidecar import __version__
-from sidecar.health import with_ages
+from sidecar.ops.health import with_ages
 
 bp = Blueprint("health")
 

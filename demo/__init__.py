@@ -40,8 +40,8 @@ from sidecar.config import (
     deep_merge,
     load_raw,
 )
-from sidecar.simulators import FakeChatwoot, FakeConversation, FakeCrew, run_customers
-from sidecar.simulators.fake_crew import (
+from simulators import FakeChatwoot, FakeConversation, FakeCrew, run_customers
+from simulators.fake_crew import (
     default_responder,
     envelope_crew,
     envelope_text,

@@ -10,7 +10,7 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 
 from sidecar.crew.base import CrewError, parse_actions
-from sidecar.logs import get_logger, log_event
+from sidecar.ops.logs import get_logger, log_event
 from state import StorageUnavailable
 
 bp = Blueprint("webhooks", url_prefix="/webhook")

@@ -24,7 +24,7 @@ from sanic.response import HTTPResponse, json
 from sidecar.crew.amp import AmpCrewBackend, callback_token
 from sidecar.crew.base import Answered, CrewError
 from sidecar.crew.registry import callback_secret
-from sidecar.logs import get_logger, log_event
+from sidecar.ops.logs import get_logger, log_event
 from state import StorageUnavailable
 
 bp = Blueprint("crew_callbacks", url_prefix="/webhook/crewai")

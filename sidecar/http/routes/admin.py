@@ -2,7 +2,7 @@
 
 No token configured: 403 (the endpoints are off). Missing or wrong token: 401, compared in
 constant time; a client that keeps failing gets 429 for a minute. The logic of a change
-lives in :mod:`sidecar.config_live`.
+lives in :mod:`sidecar.config.live`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 
 from sidecar.config import ENV_OVERRIDES, masked_config_dict
-from sidecar.logs import get_logger, log_event
+from sidecar.ops.logs import get_logger, log_event
 
 bp = Blueprint("admin")
 log = get_logger()

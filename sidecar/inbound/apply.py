@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from sidecar import ownership
-from sidecar.normalize import (
+from sidecar.inbound import ownership
+from sidecar.inbound.payload import (
     Conversation,
     Inbound,
     Message,

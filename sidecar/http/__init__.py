@@ -1,0 +1,1 @@
+"""Provides the sidecar's HTTP surface: one blueprint per endpoint group (``routes``)."""

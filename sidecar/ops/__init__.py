@@ -1,0 +1,1 @@
+"""Provides what operators see: health, metrics, logs, and the supervision of background loops."""
