@@ -31,7 +31,7 @@ from console.screens.base import LiveScreen  # noqa: E402
 from console.screens.detail import ConversationDetailScreen  # noqa: E402
 from console.settings import ConsoleSettings  # noqa: E402
 from console.snapshots import ConversationQuery  # noqa: E402
-from state import open_store  # noqa: E402
+from state import open_database  # noqa: E402
 
 CONVERSATIONS = 100_000
 MESSAGES = 1_000_000
@@ -58,7 +58,7 @@ def _batched(rows: Any, size: int = BATCH) -> Any:
 def seed(path: str, now: float) -> None:
     """Bulk-seeds the documented tables through state's writer transactions."""
     rng = random.Random(42)
-    store = open_store(path, migrate=True)
+    store = open_database(path, migrate=True)
     month = 30 * 86400.0
     last_at = {c: now - rng.random() * month for c in range(1, CONVERSATIONS + 1)}
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 import getpass
 import os
 import sqlite3
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
 from console.reader import describe
-from state import StateError, Store, open_store
+from state import Database, StateError, open_database, operator
 
 T = TypeVar("T")
 
@@ -39,28 +40,29 @@ class Operator:
         self.path = path
         self.actor = actor or default_actor()
 
-    def _write(self, fn: Callable[[Store], T]) -> T:
+    def _write(self, fn: Callable[[Database], T]) -> T:
         if not os.path.exists(self.path):
             # open_store would create an empty file here; the sidecar must create it.
             raise OperatorError(f"No database at {self.path}.")
         try:
             # Never migrate from the console: only the sidecar owns the schema.
-            store = open_store(self.path)
+            db = open_database(self.path)
         except (StateError, sqlite3.Error, OSError) as exc:
             raise OperatorError(describe(self.path, exc)) from exc
         try:
-            return fn(store)
+            return fn(db)
         except (StateError, sqlite3.Error) as exc:
             raise OperatorError(describe(self.path, exc)) from exc
         finally:
-            store.close()
+            db.close()
 
     def retry(self, job_id: int) -> bool:
-        return self._write(lambda s: s.retry_dead_letter(job_id, self.actor))
+        return self._write(lambda db: db.write(operator.retry_dead_letter, job_id, self.actor, time.time()))
 
     def discard(self, job_id: int) -> bool:
-        return self._write(lambda s: s.discard_dead_letter(job_id, self.actor))
+        return self._write(lambda db: db.write(operator.discard_dead_letter, job_id, self.actor, time.time()))
 
     def set_bot(self, account_id: int, conversation_id: int, *, bot: bool) -> bool:
-        return self._write(
-            lambda s: s.set_bot_ownership(account_id, conversation_id, bot=bot, actor=self.actor))
+        return self._write(lambda db: db.write(
+            lambda tx: operator.set_bot_ownership(tx, account_id, conversation_id, bot=bot, actor=self.actor,
+                                                  now=time.time())))

@@ -83,11 +83,12 @@ def warnings(doc: Any) -> tuple[str, ...]:
     return tuple(str(w) for w in raw) if isinstance(raw, list) else ()
 
 
-def counter_sum(rows: Iterable[tuple[str, str, str, Any]], name: str, **match: str) -> int:
-    """Adds up a counter's values over every label set that has the given labels."""
+def counter_sum(rows: Iterable[tuple[str, str, str, str, Any]], name: str, **match: str) -> int:
+    """Adds up a counter's values over every label set that has the given labels (rows as the
+    state stores them: name, labels JSON, kind, part, value)."""
     total = 0.0
-    for row_name, labels_json, _kind, value in rows:
-        if row_name != name or not isinstance(value, int | float):
+    for row_name, labels_json, kind, _part, value in rows:
+        if row_name != name or kind != "counter" or not isinstance(value, int | float):
             continue
         try:
             labels = json.loads(labels_json)

@@ -24,7 +24,16 @@ from console.snapshots import (
     DecisionsData,
     OverviewData,
 )
-from state import DatabaseMissing, DeadLetter, SchemaMismatch, StateError, Store, open_store
+from state import (
+    Database,
+    DatabaseMissing,
+    DeadLetter,
+    SchemaMismatch,
+    StateError,
+    Tx,
+    open_database,
+)
+from state.vocabulary import CONFIG_EFFECTIVE, CONFIG_STATUS, HEALTH_SNAPSHOT
 
 T = TypeVar("T")
 Clock = Callable[[], float]
@@ -57,28 +66,28 @@ class Reader:
         self.path = path
         self.clock = clock
         self._lock = threading.Lock()
-        self._store: Store | None = None
+        self._db: Database | None = None
         self._facets: tuple[float, tuple[str, ...], tuple[str, ...]] | None = None
 
     # -- plumbing ------------------------------------------------------------------------
-    def _run(self, fn: Callable[[Store], T]) -> T:
+    def _run(self, fn: Callable[[Tx], T]) -> T:
         with self._lock:
             try:
-                if self._store is None:
-                    self._store = open_store(self.path, readonly=True)
-                return fn(self._store)
+                if self._db is None:
+                    self._db = open_database(self.path, readonly=True)
+                return self._db.read(fn)
             except (StateError, sqlite3.Error, OSError) as exc:
                 # Reconnect next time: the file may have been replaced or migrated meanwhile.
                 self._close_locked()
                 raise ReadError(describe(self.path, exc)) from exc
 
     def _close_locked(self) -> None:
-        if self._store is not None:
+        if self._db is not None:
             try:
-                self._store.close()
+                self._db.close()
             except sqlite3.Error:
                 pass
-            self._store = None
+            self._db = None
 
     def close(self) -> None:
         with self._lock:
@@ -86,33 +95,40 @@ class Reader:
 
     def check(self) -> None:
         """Opens the database and verifies its schema (raises ReadError)."""
-        self._run(lambda store: store.count_conversations())
+        self._run(lambda tx: tx.conversations.count())
 
     def data_version(self) -> int:
         """Changes whenever the sidecar (or anyone) commits; cheap enough to poll often."""
-        return self._run(lambda store: store.data_version())
+        with self._lock:
+            try:
+                if self._db is None:
+                    self._db = open_database(self.path, readonly=True)
+                return self._db.change_marker()
+            except (StateError, sqlite3.Error, OSError) as exc:
+                self._close_locked()
+                raise ReadError(describe(self.path, exc)) from exc
 
     # -- screens -------------------------------------------------------------------------
     def overview(self) -> OverviewData:
         now = self.clock()
 
-        def read(store: Store) -> OverviewData:
-            snapshot, updated_at = store.kv_with_age("health.snapshot")
-            effective = store.get_kv("config.effective")
+        def read(tx: Tx) -> OverviewData:
+            snapshot, updated_at = tx.documents.get_with_age(HEALTH_SNAPSHOT)
+            effective = tx.documents.get(CONFIG_EFFECTIVE)
             stale_after = 3 * health.probe_interval(effective)
-            metrics = store.load_metrics()
+            metrics = tx.metrics.totals()
             hour_ago = now - HOUR
-            outcomes = store.crew_outcomes(hour_ago)
-            webhooks = store.deliveries_per_minute(hour_ago)
-            latency = store.crew_latency_per_minute(hour_ago)
-            backlog = store.journal_backlog(now)
+            outcomes = tx.decisions.crew_outcomes(hour_ago)
+            webhooks = tx.journal.per_minute(hour_ago)
+            latency = tx.decisions.crew_latency_per_minute(hour_ago)
+            backlog = tx.journal.backlog(now)
             return OverviewData(
                 now=now,
                 sidecar=health.sidecar_status(snapshot, updated_at, now, stale_after),
                 health_age=None if updated_at is None else now - updated_at,
                 warnings=health.warnings(snapshot),
                 components=health.components(snapshot),
-                queue=store.queue_stats(now),
+                queue=tx.jobs.stats(now),
                 webhooks_per_minute=health.per_minute(webhooks, hour_ago),
                 latency_per_minute=health.per_minute(((m, mean) for m, mean, _n in latency), hour_ago),
                 crew_requests=sum(outcomes.values()),
@@ -122,7 +138,7 @@ class Reader:
                 malformed_rejections=health.counter_sum(
                     metrics, "connector_webhooks_received_total", outcome="rejected_malformed"),
                 webhooks_last_hour=sum(n for _m, n in webhooks),
-                last_delivery_at=store.last_delivery_at(),
+                last_delivery_at=tx.journal.last_received_at(),
                 unapplied=backlog.unapplied,
                 oldest_unapplied_age=backlog.oldest_age,
             )
@@ -132,44 +148,44 @@ class Reader:
     def conversations(self, query: ConversationQuery) -> ConversationsPage:
         now = self.clock()
 
-        def read(store: Store) -> ConversationsPage:
+        def read(tx: Tx) -> ConversationsPage:
             # One extra row tells whether a next page exists without counting the filter.
-            rows = store.list_conversations(
+            rows = tx.conversations.page(
                 channel=query.channel or None, crew=query.crew or None, owner=query.owner or None,
                 text=query.text.strip() or None, limit=query.page_size + 1,
                 offset=query.page * query.page_size,
             )
-            channels, crews = self._facets_locked(store, now)
+            channels, crews = self._facets_locked(tx, now)
             return ConversationsPage(
                 now=now, query=query, rows=tuple(rows[: query.page_size]),
                 has_next=len(rows) > query.page_size,
-                total=None if query.filtered else store.count_conversations(),
+                total=None if query.filtered else tx.conversations.count(),
                 channels=channels, crews=crews,
             )
 
         return self._run(read)
 
-    def _facets_locked(self, store: Store, now: float) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    def _facets_locked(self, tx: Tx, now: float) -> tuple[tuple[str, ...], tuple[str, ...]]:
         # New channels and crews appear rarely; re-reading them every second would be waste.
         if self._facets is None or now - self._facets[0] > _FACETS_TTL or now < self._facets[0]:
-            channels, crews = store.conversation_facets()
+            channels, crews = tx.conversations.facets()
             self._facets = (now, tuple(channels), tuple(crews))
         return self._facets[1], self._facets[2]
 
     def conversation(self, account_id: int, conversation_id: int) -> ConversationDetail:
         now = self.clock()
 
-        def read(store: Store) -> ConversationDetail:
-            jobs = store.jobs_for_conversation(account_id, conversation_id)
+        def read(tx: Tx) -> ConversationDetail:
+            jobs = tx.jobs.for_conversation(account_id, conversation_id)
             job_ids = [j.id for j in jobs]
             return ConversationDetail(
                 now=now, account_id=account_id, conversation_id=conversation_id,
-                conversation=store.get_conversation_row(account_id, conversation_id),
-                messages=tuple(store.conversation_messages(account_id, conversation_id)),
-                decisions=tuple(store.conversation_decisions(account_id, conversation_id)),
+                conversation=tx.conversations.get(account_id, conversation_id),
+                messages=tuple(tx.messages.timeline(account_id, conversation_id)),
+                decisions=tuple(tx.decisions.for_conversation(account_id, conversation_id)),
                 jobs=tuple(jobs),
-                attempts=tuple(store.attempts_for_jobs(job_ids)),
-                actions=tuple(store.actions_for_jobs(job_ids)),
+                attempts=tuple(tx.decisions.attempts_for_jobs(job_ids)),
+                actions=tuple(tx.effects.for_jobs(job_ids)),
             )
 
         return self._run(read)
@@ -177,15 +193,15 @@ class Reader:
     def decisions(self, window_seconds: float) -> DecisionsData:
         now = self.clock()
 
-        def read(store: Store) -> DecisionsData:
-            counts = store.decision_counts(now - window_seconds)
+        def read(tx: Tx) -> DecisionsData:
+            counts = tx.decisions.counts(now - window_seconds)
             per_crew: Counter[str] = Counter()
             per_source: Counter[str] = Counter()
             for crew, source, n in counts:
                 per_crew[crew] += n
                 per_source[source] += n
             return DecisionsData(
-                now=now, window_seconds=window_seconds, rows=tuple(store.recent_decisions(limit=200)),
+                now=now, window_seconds=window_seconds, rows=tuple(tx.decisions.recent(limit=200)),
                 per_crew=tuple(per_crew.most_common()), per_source=tuple(per_source.most_common()),
             )
 
@@ -194,28 +210,27 @@ class Reader:
     def dead_letters(self) -> DeadLettersData:
         now = self.clock()
 
-        def read(store: Store) -> DeadLettersData:
-            return DeadLettersData(now=now, rows=tuple(store.dead_letters(limit=200)),
-                                   total=store.queue_stats(now).dead)
+        def read(tx: Tx) -> DeadLettersData:
+            return DeadLettersData(now=now, rows=tuple(tx.dead_letters(limit=200)), total=tx.jobs.stats(now).dead)
 
         return self._run(read)
 
     def dead_letter(self, job_id: int) -> DeadLetter | None:
-        return self._run(lambda store: store.dead_letter(job_id))
+        return self._run(lambda tx: tx.dead_letter(job_id))
 
     def config(self) -> ConfigData:
         now = self.clock()
 
-        def read(store: Store) -> ConfigData:
-            status = store.get_kv("config.status")
-            effective, updated_at = store.kv_with_age("config.effective")
+        def read(tx: Tx) -> ConfigData:
+            status = tx.documents.get(CONFIG_STATUS)
+            effective, updated_at = tx.documents.get_with_age(CONFIG_EFFECTIVE)
             return ConfigData(
                 now=now,
                 status=status if isinstance(status, dict) else None,
                 effective=effective if isinstance(effective, dict) else None,
                 effective_age=None if updated_at is None else now - updated_at,
-                audit=tuple(store.config_audit(limit=100)),
-                operator_actions=tuple(store.operator_actions(limit=100)),
+                audit=tuple(tx.audit.config_changes(limit=100)),
+                operator_actions=tuple(tx.audit.operator_actions(limit=100)),
             )
 
         return self._run(read)

@@ -20,7 +20,6 @@ from state import (
     RoutingDecisionRow,
 )
 
-OWNERS = ("bot", "human", "paused")
 """Owner values an operator can filter on."""
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from sidecar.config import deep_merge
-from state import Store, open_store
+from state import Database, Tx, open_database
 
 REPO = Path(__file__).resolve().parent.parent
 SECRET = "whsec-test-0123456789abcdef"
@@ -116,7 +116,7 @@ class SidecarProcess:
         """A delivery's final (outcome, reason): the webhook's answer comes from the payload
         alone, the applier decides after the commit and logs one line per delivery."""
         await self.wait_for_output(f"webhook.received delivery={delivery_id} ", timeout)
-        delivery = self.query(lambda s: s.delivery(delivery_id))
+        delivery = self.query(lambda s: s.journal.get(delivery_id))
         assert delivery is not None, delivery_id
         return delivery.outcome, delivery.reason
 
@@ -134,15 +134,16 @@ class SidecarProcess:
     async def kill(self) -> int:
         return await self.stop(signal.SIGKILL)
 
-    def store(self) -> Store:
-        return open_store(str(self.db_path), readonly=True)
+    def store(self) -> Database:
+        return open_database(str(self.db_path), readonly=True)
 
-    def query(self, fn: Callable[[Store], Any]) -> Any:
-        store = self.store()
+    def query(self, fn: Callable[[Tx], Any]) -> Any:
+        """A read of the sidecar's state (a read-only connection, closed afterwards)."""
+        db = self.store()
         try:
-            return fn(store)
+            return db.read(fn)
         finally:
-            store.close()
+            db.close()
 
 
 def sidecar_config(workdir: Path, *, chatwoot_url: str, crew_url: str, chatwoot_token: str, crew_key: str,

@@ -18,8 +18,9 @@ from console.messages import OperatorDone
 from console.screens.base import LiveScreen
 from console.screens.detail import ConversationDetailScreen
 from console.screens.ownership import ask_toggle_owner
-from console.snapshots import OWNERS, ConversationQuery, ConversationsPage
+from console.snapshots import ConversationQuery, ConversationsPage
 from console.widgets.live_table import LiveTable
+from state.vocabulary import OWNERS
 
 OWNER_STYLE = {"bot": "green", "human": "yellow", "paused": "bold magenta"}
 _TEXT_DEBOUNCE = 0.3

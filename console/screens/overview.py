@@ -14,12 +14,13 @@ from console.format import age, literal, seconds, since
 from console.screens.base import LiveScreen
 from console.snapshots import OverviewData
 from console.widgets.live_table import LiveTable
+from state.vocabulary import JOURNAL_STALE_SECONDS, QUEUE_STALE_SECONDS
 
-OLDEST_PENDING_ALERT = 120.0
+# The same limits as the sidecar's /health, from the vocabulary both share.
+OLDEST_PENDING_ALERT = QUEUE_STALE_SECONDS
 """A job waiting longer than this means the worker is stuck or a back-end is down."""
-UNAPPLIED_ALERT = 60.0
-"""A webhook acknowledged this long ago and not applied yet: the sidecar is stuck or far behind
-(the same limit as the sidecar's /health)."""
+UNAPPLIED_ALERT = JOURNAL_STALE_SECONDS
+"""A webhook acknowledged this long ago and not applied yet: the sidecar is stuck or far behind."""
 ERROR_RATE_ALERT = 0.2
 _STATUS_STYLE = {"ok": "bold green", "degraded": "bold yellow", "down": "bold red",
                  "stale": "bold red", "unknown": "bold yellow"}

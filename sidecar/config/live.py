@@ -44,9 +44,11 @@ from sidecar.config import (
     load_raw,
     masked_config_dict,
 )
+from sidecar.config.holder import ConfigHolder
 from sidecar.ops.logs import get_logger, log_event, reconfigure
-from sidecar.services import ConfigHolder, Services
-from state import StateError
+from sidecar.ops.metrics import Metrics
+from state import StateError, StateService, Tx
+from state.vocabulary import CONFIG_EFFECTIVE, CONFIG_STATUS
 
 log = get_logger()
 
@@ -56,8 +58,8 @@ RESTART_KEYS: tuple[str, ...] = (
     "processing.workers_enabled")
 """Keys read once at start-up; a change is written and reported, and applies after a restart."""
 
-STATUS_KEY = "config.status"
-EFFECTIVE_KEY = "config.effective"
+STATUS_KEY = CONFIG_STATUS
+EFFECTIVE_KEY = CONFIG_EFFECTIVE
 _MASK_PREFIX = "****"
 _ENVELOPE_KEYS = {"config", "meta"}
 
@@ -242,9 +244,10 @@ def _signature(path: Path) -> tuple[int, int, int] | None:
 class ConfigManager:
     """Owns every run-time change of the config (API and file)."""
 
-    def __init__(self, services: Services, holder: ConfigHolder, config_path: str | None, *,
+    def __init__(self, state: StateService, metrics: Metrics, holder: ConfigHolder, config_path: str | None, *,
                  env: Mapping[str, str] | None = None) -> None:
-        self.svc = services
+        self._state = state
+        self._metrics = metrics
         self.holder = holder
         self.path = Path(config_path or DEFAULT_CONFIG_PATH)
         self._env = env
@@ -302,12 +305,13 @@ class ConfigManager:
                   "path": str(self.path), "loaded_at": self.loaded_at}
         effective = masked_config_dict(self.holder.current)
 
-        def write(store: Any) -> None:
-            store.put_kv(STATUS_KEY, status)
-            store.put_kv(EFFECTIVE_KEY, effective)
+        def write(tx: Tx) -> None:
+            now = time.time()
+            tx.documents.put(CONFIG_STATUS, status, now)
+            tx.documents.put(CONFIG_EFFECTIVE, effective, now)
 
         try:
-            await self.svc.writer.read(write)
+            await self._state.write(write)
         except StateError as exc:
             log_event(log, "config.publish_failed", level=30, error=str(exc))
 
@@ -328,16 +332,16 @@ class ConfigManager:
         if changes:
             self.holder.replace(effective)
             try:
-                await self.svc.writer.call(self.svc.writer.store.record_config_audit, actor, list(changes), changes)
+                await self._state.write(lambda tx: tx.audit.config_change(actor, list(changes), changes, time.time()))
             except StateError as exc:
                 log_event(log, "config.audit_failed", level=40, error=str(exc))
             log_event(log, "config.applied", source=source, actor=actor, keys=",".join(changes),
                       restart_required=",".join(restart) or None)
-            self.svc.metrics.inc("connector_config_reloads_total", source=source, outcome="applied")
+            self._metrics.inc("connector_config_reloads_total", source=source, outcome="applied")
             for listener in list(self.listeners):
                 listener()
         else:
-            self.svc.metrics.inc("connector_config_reloads_total", source=source, outcome="unchanged")
+            self._metrics.inc("connector_config_reloads_total", source=source, outcome="unchanged")
         await self.publish()
         return changes, restart
 
@@ -391,7 +395,7 @@ class ConfigManager:
             self._reported = (exc.key, exc.reason)
             log_event(log, "config.invalid", level=40, path=str(self.path), key=exc.key, reason=exc.reason,
                       action="kept the last good config")
-            self.svc.metrics.inc("connector_config_reloads_total", source="file", outcome="rejected")
+            self._metrics.inc("connector_config_reloads_total", source="file", outcome="rejected")
         await self.publish()
         for listener in list(self.listeners):
             listener()
@@ -416,7 +420,7 @@ class ConfigManager:
                 text = self.path.read_text(encoding="utf-8") if self.path.exists() else ""
                 rendered = render_patched_yaml(text, patch)
             except ConfigError as exc:
-                self.svc.metrics.inc("connector_config_reloads_total", source="api", outcome="rejected")
+                self._metrics.inc("connector_config_reloads_total", source="api", outcome="rejected")
                 if self.error is not None:
                     # The file itself is broken (a hand edit): say so instead of blaming the patch.
                     return _rejected(409, exc.key, f"{exc.reason} (config.yaml is invalid: fix the file first, "

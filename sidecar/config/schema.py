@@ -147,6 +147,10 @@ class ChatwootConfig:
     """Id of the Chatwoot user whose token the sidecar uses (user-token setups)."""
     typing_indicator: bool = True
     """Show "typing…" in the conversation while a crew works."""
+    typing_delay_seconds: float = 1.0
+    """Show "typing…" only once a crew has been working this long (a quick answer needs none)."""
+    max_in_flight: int = 64
+    """Most Chatwoot API calls at the same time (waiting for a free one is not part of a timeout)."""
 
     @property
     def api_base(self) -> str:
@@ -175,6 +179,8 @@ class McpCrewConfig:
     """Timeout of one decision-engine call; on expiry the local rules decide."""
     callback_timeout_seconds: float = 600.0
     """How long to wait for the callback after a ``202`` before the attempt counts as failed."""
+    max_in_flight: int = 4096
+    """Most requests in flight to MCP-Crew (every crew not listed under ``crews:``) at once."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,8 +213,8 @@ class ProcessingConfig:
     """Requests seen before the ratio counts; 0 switches the breaker off."""
     breaker_open_seconds: float = 30.0
     """How long an open breaker refuses calls before a trial request."""
-    concurrency: int = 16
-    """Jobs processed at the same time."""
+    concurrency: int = 4096
+    """Jobs (conversations) a worker handles at the same time, including those waiting for a crew."""
     failure_note: bool = True
     """On a final failure, post a private note saying why."""
     failure_handoff: bool = True
@@ -289,6 +295,8 @@ class CrewConfig:
     """Told to the customer before a hand-off (``local``)."""
     fallback_reply: str = ""
     """Reply when no answer matches (``local``)."""
+    max_in_flight: int = 4096
+    """Most requests in flight to this crew's back-end at once."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -628,6 +636,8 @@ _CHATWOOT: dict[str, Parser] = {
     "signature_tolerance_seconds": _seconds(positive=True),
     "bot_user_id": _integer(1),
     "typing_indicator": _boolean,
+    "typing_delay_seconds": _seconds(),
+    "max_in_flight": _integer(1),
 }
 
 _MCP_CREW: dict[str, Parser] = {
@@ -638,6 +648,7 @@ _MCP_CREW: dict[str, Parser] = {
     "timeout_seconds": _seconds(positive=True),
     "decision_timeout_seconds": _seconds(positive=True),
     "callback_timeout_seconds": _seconds(positive=True),
+    "max_in_flight": _integer(1),
 }
 
 _CONTEXT: dict[str, Parser] = {"max_messages": _integer(0)}
@@ -733,6 +744,7 @@ _CREW: dict[str, Parser] = {
     "handoff_keywords": _string_list,
     "handoff_message": _string(),
     "fallback_reply": _string(),
+    "max_in_flight": _integer(1),
 }
 
 

@@ -10,17 +10,36 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import orjson
+
 ACTION_TYPES = ("reply", "note", "handoff", "labels", "resolve")
 
 
-@dataclass(frozen=True, slots=True)
 class CrewRequest:
-    request_id: str
-    crew: str
-    envelope: dict[str, Any]
-    attempt: int
-    external_id: str | None = None
-    """Set when polling a run the back-end accepted earlier."""
+    """One request to a crew: the stored envelope (the exact bytes every attempt sends)."""
+
+    __slots__ = ("request_id", "crew", "envelope_json", "attempt", "external_id", "_envelope")
+
+    def __init__(self, request_id: str, crew: str, envelope: str | dict[str, Any], attempt: int,
+                 external_id: str | None = None) -> None:
+        self.request_id = request_id
+        self.crew = crew
+        self._envelope: dict[str, Any] | None = None
+        if isinstance(envelope, dict):  # built in code (tests, tools): stored form made here
+            self._envelope = envelope
+            envelope = orjson.dumps(envelope).decode()
+        self.envelope_json = envelope
+        self.attempt = attempt
+        self.external_id = external_id
+        """Set when polling a run the back-end accepted earlier."""
+
+    @property
+    def envelope(self) -> dict[str, Any]:
+        """The envelope as a document (for back-ends that do not send it as is)."""
+        if self._envelope is None:
+            doc = orjson.loads(self.envelope_json) if self.envelope_json else {}
+            self._envelope = doc if isinstance(doc, dict) else {}
+        return self._envelope
 
 
 @dataclass(frozen=True, slots=True)

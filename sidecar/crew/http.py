@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 import aiohttp
+import orjson
 
 from sidecar.crew.base import (
     Accepted,
@@ -49,20 +50,20 @@ class HttpCrewBackend:
             headers["Idempotency-Key"] = request_id
         return headers
 
-    def _body(self, request: CrewRequest) -> dict[str, Any]:
+    def _body(self, request: CrewRequest) -> bytes:
         if self.dialect == "chatwootai":
-            return chatwootai_body(request.envelope)
-        return request.envelope
+            return orjson.dumps(chatwootai_body(request.envelope))
+        return request.envelope_json.encode()  # the stored bytes: every retry sends the same body
 
     async def submit(self, request: CrewRequest) -> Answered | Accepted:
         if not self.url:
             raise CrewError("mcp_crew.api_url is not configured", retryable=False, counts_against_backend=False)
         try:
             async with self.session.post(
-                self.url, json=self._body(request), headers=self._headers(request.request_id),
+                self.url, data=self._body(request), headers=self._headers(request.request_id),
                 timeout=self.timeout, allow_redirects=False,
             ) as resp:
-                text = await resp.text()
+                raw = await resp.read()
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
                 status = resp.status
         except TimeoutError as exc:
@@ -72,8 +73,9 @@ class HttpCrewBackend:
         if status == 202 and self.dialect == "connector-v1":
             return Accepted(external_id=request.request_id, status_code=status)
         if status != 200:
-            raise classify_status(status, retry_after, text if status < 500 else "")
-        doc = _json(text)
+            hint = raw.decode("utf-8", "replace") if status < 500 else ""
+            raise classify_status(status, retry_after, hint)
+        doc = _json(raw)
         if self.dialect == "chatwootai":
             return Answered(chatwootai_actions(doc), status_code=status)
         return Answered(parse_actions(doc), status_code=status)
@@ -102,12 +104,10 @@ class HttpCrewBackend:
         return None
 
 
-def _json(text: str) -> Any:
-    import json
-
+def _json(raw: bytes) -> Any:
     try:
-        return json.loads(text)
-    except ValueError as exc:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
         raise CrewError("crew answer is not JSON", retryable=False, counts_against_backend=False) from exc
 
 

@@ -101,6 +101,16 @@ class CrewRegistry:
         assert self._default is not None, "refresh() first"
         return self._named.get(crew, self._default)
 
+    def resolve(self, crew: str) -> tuple[str, CrewBackend, int]:
+        """The back-end serving ``crew``: its name (``default`` for MCP-Crew over HTTP, else the
+        crew's own), the back-end, and how many requests it may have in flight."""
+        assert self._default is not None and self._config is not None, "refresh() first"
+        backend = self._named.get(crew)
+        if backend is None:
+            return "default", self._default, self._config.mcp_crew.max_in_flight
+        crew_config = self._config.crew(crew)
+        return crew, backend, crew_config.max_in_flight if crew_config else self._config.mcp_crew.max_in_flight
+
     def all_backends(self) -> dict[str, CrewBackend]:
         """``default`` plus every named crew's back-end (for health)."""
         assert self._default is not None, "refresh() first"

@@ -10,8 +10,10 @@ from dataclasses import dataclass
 
 from sidecar.inbound.payload import Conversation, Message
 from state import ConversationRow
+from state.vocabulary import BOT, HUMAN, PAUSED
 
-BOT, HUMAN, PAUSED = "bot", "human", "paused"
+__all__ = ["BOT", "HUMAN", "PAUSED", "OwnerChange", "bot_owns", "owner_allows", "change_for_conversation", "change_for_message",
+           "message_role"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +79,13 @@ def change_for_conversation(stored: ConversationRow | None, new: Conversation) -
 
 
 def bot_owns(conversation: ConversationRow) -> tuple[bool, str]:
-    if conversation.owner != BOT:
-        return False, f"bot does not own the conversation ({conversation.owner}: {conversation.owner_reason})"
-    if conversation.status == "snoozed":
+    return owner_allows(conversation.owner, conversation.owner_reason, conversation.status)
+
+
+def owner_allows(owner: str, owner_reason: str, status: str) -> tuple[bool, str]:
+    """Whether the bot may answer, and why not."""
+    if owner != BOT:
+        return False, f"bot does not own the conversation ({owner}: {owner_reason})"
+    if status == "snoozed":
         return False, "conversation snoozed"
     return True, ""

@@ -8,9 +8,12 @@ default, never an exception, so bad input can be ignored with a reason instead o
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+import orjson
 
 # conversation.channel (inbox.channel_type) -> the channel names used by routing rules.
 CHANNEL_NAMES = {
@@ -47,6 +50,16 @@ KNOWN_EVENTS = (
     "conversation_typing_off",
 )
 _MESSAGE_TYPE_INTS = {0: "incoming", 1: "outgoing", 2: "activity", 3: "template"}
+
+
+def parse_json(body: bytes | str) -> Any:
+    """A webhook body as JSON: the compiled parser first, the standard one for what it refuses
+    (integers beyond 64 bits, NaN), so the accepted input is the standard library's. Raises
+    ValueError (or RecursionError for absurd nesting) when it is not JSON."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return json.loads(body)
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -294,6 +307,63 @@ def normalize(body: dict[str, Any]) -> Inbound:
         conv = parse_conversation(_dict(body.get("conversation")), account=account, inbox={})
         return Inbound(event=event, conversation=conv, message=None)
     return Inbound(event=event, conversation=None, message=None)
+
+
+@dataclass(frozen=True, slots=True)
+class Peek:
+    """The few facts the webhook's answer and its dedup key need, read without building the
+    whole ``Inbound`` (that happens once, when the journaled delivery is applied). Every value
+    follows the same rules as :func:`normalize`."""
+
+    event: str
+    account_id: int | None
+    conversation_id: int | None
+    message_id: int | None
+    message_type: str
+    private: bool
+    inbox_id: int | None
+    empty: bool
+    """No text and no attachment."""
+
+    @property
+    def is_message(self) -> bool:
+        return self.event in MESSAGE_EVENTS and self.conversation_id is not None
+
+    @property
+    def dedup_key(self) -> str | None:
+        """The same message delivered under another delivery id must be handled once."""
+        if self.event == "message_created" and self.message_id is not None:
+            return f"message_created:{self.account_id}:{self.message_id}"
+        return None
+
+
+def peek(body: dict[str, Any]) -> Peek:
+    event = _str(body.get("event"))
+    account = _dict(body.get("account"))
+    if event in MESSAGE_EVENTS:
+        conv = _dict(body.get("conversation"))
+        raw_type = body.get("message_type")
+        message_type = _MESSAGE_TYPE_INTS.get(raw_type, "") if isinstance(raw_type, int) else _str(raw_type)
+        attachments = body.get("attachments")
+        return Peek(
+            event=event,
+            account_id=(_int(account.get("id")) or _int(_dict(conv.get("account")).get("id"))) if conv else None,
+            conversation_id=_int(conv.get("id")) if conv else None,
+            message_id=_int(body.get("id")),
+            message_type=message_type,
+            private=body.get("private") is True,
+            inbox_id=(_int(conv.get("inbox_id")) or _int(_dict(body.get("inbox")).get("id"))) if conv else None,
+            empty=not _str(body.get("content")).strip() and not (
+                isinstance(attachments, list) and any(_dict(a) for a in attachments)),
+        )
+    conv = body if event in CONVERSATION_EVENTS else _dict(body.get("conversation"))
+    known = event in CONVERSATION_EVENTS or event in ("conversation_typing_on", "conversation_typing_off")
+    return Peek(
+        event=event,
+        account_id=(_int(account.get("id")) or _int(_dict(conv.get("account")).get("id"))) if known and conv else None,
+        conversation_id=_int(conv.get("id")) if known and conv else None,
+        message_id=None, message_type="", private=False, inbox_id=None, empty=True,
+    )
 
 
 def event_label(event: str) -> str:

@@ -24,6 +24,10 @@ them, and a status stuck at ``degraded`` would hide the next real outage. Their 
 the queue check and in the ``connector_dead_letters`` gauge.
 
 Each cycle also writes the snapshot to the kv table as ``health.snapshot`` for the console.
+
+Crew calls in flight: every process of the sidecar writes its per-back-end counts into the
+``processes`` table every couple of seconds; ``/health`` and the console show their sum, next to
+each back-end's limit.
 """
 
 from __future__ import annotations
@@ -39,20 +43,18 @@ import aiohttp
 
 from sidecar.config import Config
 from sidecar.crew.base import ProbeResult
+from sidecar.crew.breaker import BreakerBoard
+from sidecar.crew.registry import CrewRegistry
 from sidecar.ops.logs import get_logger, log_event
-from sidecar.services import Services
-from state import StateError
+from sidecar.outbound.chatwoot import ChatwootClient
+from state import StateError, StateService, Tx
+from state.vocabulary import HEALTH_SNAPSHOT, JOURNAL_STALE_SECONDS, QUEUE_STALE_SECONDS
 
 log = get_logger()
 
-QUEUE_STALE_SECONDS = 900.0
-"""An open job older than this (15 min) marks the queue degraded: work is stuck."""
-JOURNAL_STALE_SECONDS = 60.0
-"""A delivery acknowledged this long ago and still not applied marks the queue degraded.
-Applying normally takes milliseconds; a 10 s burst at full intake speed takes about 30 s to
-work off (bench/RESULTS.md), so a minute means the applier is stuck or badly behind."""
-
-SNAPSHOT_KEY = "health.snapshot"
+SNAPSHOT_KEY = HEALTH_SNAPSHOT
+__all__ = ["JOURNAL_STALE_SECONDS", "QUEUE_STALE_SECONDS", "SNAPSHOT_KEY", "HealthMonitor", "crew_calls",
+           "queue_status", "with_ages"]
 _PROBE_TIMEOUT_SECONDS = 5.0
 
 
@@ -94,9 +96,17 @@ async def _timed(probe: Callable[[], Awaitable[ProbeResult]]) -> ProbeResult:
 class HealthMonitor:
     """Probes peers in the background and assembles the health snapshot."""
 
-    def __init__(self, services: Services, *, warnings: Callable[[], list[str]],
-                 config_problem: Callable[[], str | None], crashing: Callable[[], bool]) -> None:
-        self.svc = services
+    def __init__(self, *, config: Callable[[], Config], state: StateService, chatwoot: ChatwootClient,
+                 crews: CrewRegistry, breakers: BreakerBoard, session: aiohttp.ClientSession,
+                 warnings: Callable[[], list[str]], config_problem: Callable[[], str | None],
+                 crashing: Callable[[], bool], journal_problem: Callable[[], str | None]) -> None:
+        self._config = config
+        self._state = state
+        self._chatwoot = chatwoot
+        self._crews = crews
+        self._breakers = breakers
+        self._session = session
+        self._journal_problem = journal_problem
         self._warnings = warnings
         self._config_problem = config_problem
         self._crashing = crashing
@@ -121,7 +131,7 @@ class HealthMonitor:
                 raise
             except Exception:  # noqa: BLE001 - the monitor must outlive any one failure
                 log.exception("health probe cycle failed")
-            interval = self.svc.config.current.health.probe_interval_seconds
+            interval = self._config().health.probe_interval_seconds
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
             # that lands as its timeout fires, and the loop would then outlive the shutdown.
             with contextlib.suppress(TimeoutError):
@@ -130,9 +140,9 @@ class HealthMonitor:
             self._wake.clear()
 
     async def probe_all(self) -> None:
-        config = self.svc.config.current
-        self.svc.crews.refresh(config)
-        backends = self.svc.crews.all_backends()
+        config = self._config()
+        self._crews.refresh(config)
+        backends = self._crews.all_backends()
         default = backends["default"]
         named = {name: b for name, b in backends.items() if name != "default"}
         results = await asyncio.gather(
@@ -163,7 +173,7 @@ class HealthMonitor:
         started = time.monotonic()
 
         async def probe() -> ProbeResult:
-            ok, detail = await self.svc.chatwoot.probe()
+            ok, detail = await self._chatwoot.probe()
             return ProbeResult(ok, detail, time.monotonic() - started)
 
         return await _timed(probe)
@@ -177,7 +187,7 @@ class HealthMonitor:
             started = time.monotonic()
             try:
                 # Reachability only (any answer below 500); never follow a redirect.
-                async with self.svc.session.get(
+                async with self._session.get(
                     url, timeout=aiohttp.ClientTimeout(total=_PROBE_TIMEOUT_SECONDS), allow_redirects=False
                 ) as resp:
                     return ProbeResult(resp.status < 500, f"HTTP {resp.status}", time.monotonic() - started)
@@ -190,49 +200,60 @@ class HealthMonitor:
     async def _database(self) -> dict[str, Any]:
         at = time.time()
         try:
-            latency = await self.svc.writer.call(self.svc.writer.store.probe_write)
+            latency = await self._state.call(lambda db: db.probe_write())
         except StateError as exc:
             return {"status": "down", "detail": f"write/read failed: {exc}"[:300], "latency_ms": None,
                     "checked_at": at}
         return {"status": "ok", "detail": "write and read back", "latency_ms": round(latency * 1000, 2),
                 "checked_at": at}
 
-    async def _queue(self) -> dict[str, Any]:
-        store = self.svc.writer.store
+    async def _queue(self) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        def read(tx: Tx) -> tuple[Any, Any, list[dict[str, Any]]]:
+            now = time.time()
+            return tx.jobs.stats(now), tx.journal.backlog(now), tx.processes.live(now)
+
         try:
-            stats, backlog = await self.svc.writer.call(lambda: (store.queue_stats(), store.journal_backlog()))
+            stats, backlog, processes = await self._state.read(read)
         except StateError as exc:
             return {"status": "unknown", "depth": None, "oldest_pending_age": None, "dead_letters": None,
                     "unapplied": None, "oldest_unapplied_age": None,
-                    "detail": f"cannot read the queue: {exc}"[:300]}
+                    "detail": f"cannot read the queue: {exc}"[:300]}, []
         age = round(stats.oldest_pending_age, 3) if stats.oldest_pending_age is not None else None
         unapplied_age = round(backlog.oldest_age, 3) if backlog.oldest_age is not None else None
         check: dict[str, Any] = {
             "status": queue_status(age, unapplied_age), "depth": stats.depth, "oldest_pending_age": age,
             "dead_letters": stats.dead, "unapplied": backlog.unapplied, "oldest_unapplied_age": unapplied_age}
-        problem = self.svc.journal_problem
+        problem = self._journal_problem()
         if problem and backlog.unapplied:
             check["status"] = "degraded"
             check["detail"] = f"acknowledged webhooks cannot be applied: {problem}"[:300]
-        return check
+        return check, processes
 
-    def _backend_checks(self) -> dict[str, dict[str, Any]]:
+    def _backend_checks(self, processes: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        calls = crew_calls(processes)
+        config = self._config()
         out: dict[str, dict[str, Any]] = {}
         for name, (kind, result, breaker_key) in self.backends.items():
-            breaker = self.svc.breakers.get(breaker_key).snapshot()
+            breaker = self._breakers.get(breaker_key).snapshot()
             status = result.status
             if status == "ok" and breaker.get("state") == "open":
                 status = "degraded"  # reachable, but recent requests failed: calls are held back
+            crew = config.crew(name)
+            limit = crew.max_in_flight if crew is not None else config.mcp_crew.max_in_flight
+            figures = calls.get(name, {})
             out[name] = {"status": status, "kind": kind, "detail": result.detail,
-                         "latency_ms": result.latency_ms, "checked_at": result.checked_at, "breaker": breaker}
+                         "latency_ms": result.latency_ms, "checked_at": result.checked_at, "breaker": breaker,
+                         "in_flight": figures.get("in_flight", 0), "waiting": figures.get("waiting", 0),
+                         "limit": limit}
         return out
 
     async def snapshot(self) -> dict[str, Any]:
         """The health document (the kv ``health.snapshot`` shape)."""
-        database, queue = await self._database(), await self._queue()
+        database = await self._database()
+        queue, processes = await self._queue()
         checks: dict[str, Any] = {"database": database,
                                   **{name: peer.to_dict() for name, peer in self.peers.items()},
-                                  "queue": queue, "backends": self._backend_checks()}
+                                  "queue": queue, "backends": self._backend_checks(processes)}
         warnings = list(self._warnings())
         problem = self._config_problem()
         if database["status"] == "down":
@@ -248,8 +269,19 @@ class HealthMonitor:
     async def write_snapshot(self) -> dict[str, Any]:
         doc = await self.snapshot()
         with contextlib.suppress(StateError):
-            await self.svc.writer.call(self.svc.writer.store.put_kv, SNAPSHOT_KEY, doc)
+            await self._state.write(lambda tx: tx.documents.put(SNAPSHOT_KEY, doc, time.time()))
         return doc
+
+
+def crew_calls(processes: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """Crew calls in flight and waiting for a slot, per back-end, summed over live processes."""
+    out: dict[str, dict[str, int]] = {}
+    for process in processes:
+        for name, figures in (process.get("info") or {}).get("crew_calls", {}).items():
+            total = out.setdefault(name, {"in_flight": 0, "waiting": 0})
+            total["in_flight"] += int(figures.get("in_flight", 0))
+            total["waiting"] += int(figures.get("waiting", 0))
+    return out
 
 
 def queue_status(oldest_pending_age: float | None, oldest_unapplied_age: float | None) -> str:

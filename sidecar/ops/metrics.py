@@ -1,11 +1,13 @@
-"""Provides the sidecar's metrics: counters and latency histograms, persisted in SQLite.
+"""Provides the sidecar's metrics: counters and latency histograms that survive restarts.
 
-Figures live in memory on the hot path and are flushed to the ``metrics`` table every
-second (and at shutdown), so they survive restarts and the console can read them.
+Increments live in memory on the hot path and are added to the stored totals every second (and
+at shutdown), so figures survive restarts, add up across processes and replicas, and the console
+can read them. Gauges describe this process (or are read from the state when exposed).
 """
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import threading
@@ -30,6 +32,9 @@ HELP = {
     "connector_jobs_dead_lettered_total": "Jobs moved to the dead letters since the state was created",
     "connector_config_reloads_total": "Config changes applied or refused, by source and outcome",
     "connector_background_restarts_total": "Background loops restarted after an unexpected error, by task",
+    "connector_crew_in_flight": "Crew calls in flight, by crew back-end (all processes)",
+    "connector_crew_in_flight_limit": "Most crew calls in flight allowed, by crew back-end",
+    "connector_background_share": "Share of background work allowed while webhooks wait (1 = full speed)",
 }
 
 TYPES = {
@@ -47,10 +52,15 @@ TYPES = {
     "connector_jobs_dead_lettered_total": "counter",
     "connector_config_reloads_total": "counter",
     "connector_background_restarts_total": "counter",
+    "connector_crew_in_flight": "gauge",
+    "connector_crew_in_flight_limit": "gauge",
+    "connector_background_share": "gauge",
 }
 """Exposed families and their type; each one is always listed, even before its first sample."""
 
 LabelKey = tuple[tuple[str, str], ...]
+MetricRow = tuple[str, str, str, str, float]
+"""(name, labels as sorted JSON, kind, part, value): how the state stores a figure (state.stores.metrics)."""
 
 
 def _key(labels: dict[str, str]) -> LabelKey:
@@ -58,33 +68,29 @@ def _key(labels: dict[str, str]) -> LabelKey:
 
 
 class Histogram:
+    __slots__ = ("counts", "sum", "count")
+
     def __init__(self) -> None:
         self.counts = [0] * (len(BUCKETS) + 1)
         self.sum = 0.0
         self.count = 0
 
     def observe(self, value: float) -> None:
-        for i, bound in enumerate(BUCKETS):
-            if value <= bound:
-                self.counts[i] += 1
-                break
-        else:
-            self.counts[-1] += 1
+        self.counts[bisect.bisect_left(BUCKETS, value)] += 1
         self.sum += value
         self.count += 1
 
-    def to_json(self) -> dict[str, Any]:
-        return {"counts": self.counts, "sum": self.sum, "count": self.count}
+    def add_part(self, part: str, value: float) -> None:
+        if part == "sum":
+            self.sum += value
+        elif part == "count":
+            self.count += int(value)
+        elif part.startswith("b") and part[1:].isdigit() and int(part[1:]) < len(self.counts):
+            self.counts[int(part[1:])] += int(value)
 
-    @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> Histogram:
-        h = cls()
-        counts = doc.get("counts") or []
-        if len(counts) == len(h.counts):
-            h.counts = [int(c) for c in counts]
-        h.sum = float(doc.get("sum", 0.0))
-        h.count = int(doc.get("count", 0))
-        return h
+    def parts(self) -> list[tuple[str, float]]:
+        out = [(f"b{i}", float(c)) for i, c in enumerate(self.counts) if c]
+        return [*out, ("sum", self.sum), ("count", float(self.count))]
 
     def quantile(self, q: float) -> float | None:
         if self.count == 0:
@@ -98,34 +104,24 @@ class Histogram:
         return None
 
 
-class Metrics:
-    """Thread-safe counters, gauges and histograms keyed by (name, labels)."""
+class Snapshot:
+    """Every figure as exposed: the stored totals (all processes) plus this process's increments
+    not flushed yet, and this process's gauges."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
         self.counters: dict[tuple[str, LabelKey], float] = {}
         self.gauges: dict[tuple[str, LabelKey], float] = {}
         self.histograms: dict[tuple[str, LabelKey], Histogram] = {}
-        self._dirty: set[tuple[str, LabelKey]] = set()
 
-    def inc(self, name: str, value: float = 1.0, **labels: str) -> None:
-        key = (name, _key(labels))
-        with self._lock:
-            self.counters[key] = self.counters.get(key, 0.0) + value
-            self._dirty.add(key)
-
-    def set_gauge(self, name: str, value: float, **labels: str) -> None:
-        with self._lock:
-            self.gauges[(name, _key(labels))] = value
-
-    def observe(self, name: str, seconds: float, **labels: str) -> None:
-        key = (name, _key(labels))
-        with self._lock:
+    def add_row(self, name: str, labels: LabelKey, kind: str, part: str, value: float) -> None:
+        key = (name, labels)
+        if kind == "histogram":
             hist = self.histograms.get(key)
             if hist is None:
                 hist = self.histograms[key] = Histogram()
-            hist.observe(seconds)
-            self._dirty.add(key)
+            hist.add_part(part, value)
+        else:
+            self.counters[key] = self.counters.get(key, 0.0) + value
 
     def counter(self, name: str, **labels: str) -> float:
         return self.counters.get((name, _key(labels)), 0.0)
@@ -134,43 +130,22 @@ class Metrics:
         want = set(_key(match))
         return sum(v for (n, lk), v in self.counters.items() if n == name and want <= set(lk))
 
-    # -- persistence ------------------------------------------------------------------
-    def dirty_rows(self) -> list[tuple[str, str, str, Any]]:
-        """Rows changed since the last call, for Store.save_metrics."""
-        with self._lock:
-            rows = []
-            for key in self._dirty:
-                name, lk = key
-                labels = json.dumps(dict(lk), sort_keys=True)
-                if key in self.counters:
-                    rows.append((name, labels, "counter", self.counters[key]))
-                elif key in self.histograms:
-                    rows.append((name, labels, "histogram", self.histograms[key].to_json()))
-            self._dirty.clear()
-            return rows
-
-    def load(self, rows: Iterable[tuple[str, str, str, Any]]) -> None:
-        with self._lock:
-            for name, labels, kind, value in rows:
-                key = (name, _key(json.loads(labels)))
-                if kind == "counter":
-                    self.counters[key] = float(value)
-                elif kind == "histogram":
-                    self.histograms[key] = Histogram.from_json(value)
+    def histogram(self, name: str, **labels: str) -> Histogram | None:
+        return self.histograms.get((name, _key(labels)))
 
     # -- exposition -------------------------------------------------------------------
     def _families(self) -> dict[str, list[tuple[LabelKey, Any]]]:
         """Samples by exposed family name; every documented family is present, even empty."""
         families: dict[str, list[tuple[LabelKey, Any]]] = {name: [] for name in TYPES}
-        with self._lock:
-            items: list[tuple[str, LabelKey, Any]] = [(n, lk, v) for (n, lk), v in self.counters.items()]
-            items += [(n, lk, v) for (n, lk), v in self.gauges.items()]
-            items += [(n, lk, _copy_histogram(h)) for (n, lk), h in self.histograms.items()]
+        items: list[tuple[str, LabelKey, Any]] = [(n, lk, v) for (n, lk), v in self.counters.items()]
+        items += [(n, lk, v) for (n, lk), v in self.gauges.items()]
+        items += [(n, lk, h) for (n, lk), h in self.histograms.items()]
         for name, lk, value in items:
             families.setdefault(name, []).append((lk, value))
         return families
 
-    def _kind(self, name: str, entries: list[tuple[LabelKey, Any]]) -> str:
+    @staticmethod
+    def _kind(name: str, entries: list[tuple[LabelKey, Any]]) -> str:
         if name in TYPES:
             return TYPES[name]
         if entries and isinstance(entries[0][1], Histogram):
@@ -222,10 +197,91 @@ class Metrics:
         return out
 
 
-def _copy_histogram(h: Histogram) -> Histogram:
-    copy = Histogram()
-    copy.counts, copy.sum, copy.count = list(h.counts), h.sum, h.count
-    return copy
+class Metrics:
+    """This process's increments since the last flush (thread-safe), and its gauges.
+
+    The hot path only adds to dictionaries in memory; every second the increments are added to
+    the stored totals (``flush_rows``), which several processes share. Exposition merges the
+    stored totals with what is not flushed yet (:meth:`snapshot`).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counters: dict[tuple[str, LabelKey], float] = {}
+        self._histograms: dict[tuple[str, LabelKey], Histogram] = {}
+        self.gauges: dict[tuple[str, LabelKey], float] = {}
+
+    def inc(self, name: str, value: float = 1.0, **labels: str) -> None:
+        key = (name, _key(labels))
+        with self._lock:
+            self._counters[key] = self._counters.get(key, 0.0) + value
+
+    def set_gauge(self, name: str, value: float, **labels: str) -> None:
+        with self._lock:
+            self.gauges[(name, _key(labels))] = value
+
+    def clear_gauges(self, name: str) -> None:
+        with self._lock:
+            for key in [k for k in self.gauges if k[0] == name]:
+                del self.gauges[key]
+
+    def observe(self, name: str, seconds: float, **labels: str) -> None:
+        key = (name, _key(labels))
+        with self._lock:
+            hist = self._histograms.get(key)
+            if hist is None:
+                hist = self._histograms[key] = Histogram()
+            hist.observe(seconds)
+
+    def pending(self, name: str, **labels: str) -> float:
+        """An unflushed counter increment (tests)."""
+        return self._counters.get((name, _key(labels)), 0.0)
+
+    # -- persistence ------------------------------------------------------------------
+    def flush_rows(self) -> list[MetricRow]:
+        """Takes the increments since the last call (give them back with :meth:`restore` if
+        they could not be stored)."""
+        with self._lock:
+            counters, self._counters = self._counters, {}
+            histograms, self._histograms = self._histograms, {}
+        rows: list[MetricRow] = []
+        for (name, lk), value in counters.items():
+            rows.append((name, _labels_json(lk), "counter", "", value))
+        for (name, lk), hist in histograms.items():
+            labels = _labels_json(lk)
+            rows.extend((name, labels, "histogram", part, value) for part, value in hist.parts())
+        return rows
+
+    def restore(self, rows: Iterable[MetricRow]) -> None:
+        """Puts increments back (a flush failed): they go out with the next one."""
+        with self._lock:
+            for name, labels, kind, part, value in rows:
+                key = (name, _key(json.loads(labels)))
+                if kind == "histogram":
+                    hist = self._histograms.get(key)
+                    if hist is None:
+                        hist = self._histograms[key] = Histogram()
+                    hist.add_part(part, value)
+                else:
+                    self._counters[key] = self._counters.get(key, 0.0) + value
+
+    def snapshot(self, stored: Iterable[MetricRow]) -> Snapshot:
+        """The stored totals plus this process's pending increments and gauges."""
+        snap = Snapshot()
+        for name, labels, kind, part, value in stored:
+            snap.add_row(name, _key(json.loads(labels)), kind, part, value)
+        with self._lock:
+            for key, value in self._counters.items():
+                snap.counters[key] = snap.counters.get(key, 0.0) + value
+            for key, hist in self._histograms.items():
+                for part, value in hist.parts():
+                    snap.add_row(key[0], key[1], "histogram", part, value)
+            snap.gauges.update(self.gauges)
+        return snap
+
+
+def _labels_json(lk: LabelKey) -> str:
+    return json.dumps(dict(lk), sort_keys=True)
 
 
 def _escape_help(text: str) -> str:

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import orjson
 
 from sidecar.config import Config
 from sidecar.ops.metrics import Metrics
+from sidecar.ops.slots import Slots
 from sidecar.queue.retry import parse_retry_after
 
 
@@ -34,10 +36,13 @@ class ChatwootError(Exception):
 
 
 class ChatwootClient:
-    def __init__(self, session: aiohttp.ClientSession, config: Callable[[], Config], metrics: Metrics) -> None:
+    def __init__(self, session: aiohttp.ClientSession, config: Callable[[], Config], metrics: Metrics,
+                 slots: Slots | None = None) -> None:
         self.session = session
         self._config = config
         self.metrics = metrics
+        self._slots = slots or Slots()
+        """Bounds Chatwoot calls in flight (``chatwoot.max_in_flight``)."""
 
     def _url(self, account_id: int, conversation_id: int, suffix: str) -> str:
         base = self._config().chatwoot.api_base
@@ -49,40 +54,47 @@ class ChatwootClient:
     ) -> Any:
         config = self._config()
         headers = {"api_access_token": config.chatwoot.api_access_token, "Accept": "application/json"}
+        data = None
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+            data = orjson.dumps(body)
         timeout = aiohttp.ClientTimeout(total=config.chatwoot.timeout_seconds,
                                         sock_connect=min(5.0, config.chatwoot.timeout_seconds))
-        started = time.monotonic()
         outcome = "error"
-        try:
-            async with self.session.request(
-                method, url, json=body, headers=headers, timeout=timeout, allow_redirects=False
-            ) as resp:
-                text = await resp.text()
-                if 200 <= resp.status < 300:
-                    outcome = "ok"
-                    return _json_or_none(text)
-                outcome = f"http_{resp.status}"
-                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-                retryable = resp.status >= 500 or resp.status == 429
-                # A gateway timeout or bad gateway may come after Chatwoot itself stored the
-                # request; every other status is Chatwoot's own "not done".
-                ambiguous = resp.status in (502, 504)
-                raise ChatwootError(operation, f"HTTP {resp.status}", retryable, resp.status, retry_after,
-                                    ambiguous=ambiguous)
-        except TimeoutError as exc:
-            outcome = "timeout"
-            raise ChatwootError(operation, "timed out", True, ambiguous=True) from exc
-        except aiohttp.ClientConnectorError as exc:
-            # Never connected: the request certainly did not reach Chatwoot.
-            outcome = "unreachable"
-            raise ChatwootError(operation, f"unreachable ({type(exc).__name__})", True) from exc
-        except aiohttp.ClientError as exc:
-            outcome = "disconnected"
-            raise ChatwootError(operation, f"connection lost ({type(exc).__name__})", True, ambiguous=True) from exc
-        finally:
-            self.metrics.inc("connector_chatwoot_requests_total", operation=operation, outcome=outcome)
-            self.metrics.observe("connector_chatwoot_request_duration_seconds", time.monotonic() - started,
-                                 operation=operation)
+        started = 0.0
+        async with self._slots.slot("chatwoot", config.chatwoot.max_in_flight):
+            # The clock starts once a slot is free: waiting for one is never part of the timeout.
+            started = time.monotonic()
+            try:
+                async with self.session.request(
+                    method, url, data=data, headers=headers, timeout=timeout, allow_redirects=False
+                ) as resp:
+                    raw = await resp.read()
+                    if 200 <= resp.status < 300:
+                        outcome = "ok"
+                        return _json_or_none(raw)
+                    outcome = f"http_{resp.status}"
+                    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                    retryable = resp.status >= 500 or resp.status == 429
+                    # A gateway timeout or bad gateway may come after Chatwoot itself stored the
+                    # request; every other status is Chatwoot's own "not done".
+                    ambiguous = resp.status in (502, 504)
+                    raise ChatwootError(operation, f"HTTP {resp.status}", retryable, resp.status, retry_after,
+                                        ambiguous=ambiguous)
+            except TimeoutError as exc:
+                outcome = "timeout"
+                raise ChatwootError(operation, "timed out", True, ambiguous=True) from exc
+            except aiohttp.ClientConnectorError as exc:
+                # Never connected: the request certainly did not reach Chatwoot.
+                outcome = "unreachable"
+                raise ChatwootError(operation, f"unreachable ({type(exc).__name__})", True) from exc
+            except aiohttp.ClientError as exc:
+                outcome = "disconnected"
+                raise ChatwootError(operation, f"connection lost ({type(exc).__name__})", True, ambiguous=True) from exc
+            finally:
+                self.metrics.inc("connector_chatwoot_requests_total", operation=operation, outcome=outcome)
+                self.metrics.observe("connector_chatwoot_request_duration_seconds", time.monotonic() - started,
+                                     operation=operation)
 
     async def create_message(self, account_id: int, conversation_id: int, content: str, *, private: bool) -> dict[str, Any]:
         # Never a source_id: Chatwoot would treat the message as already delivered.
@@ -141,12 +153,10 @@ class ChatwootClient:
             return False, f"unreachable ({type(exc).__name__})"
 
 
-def _json_or_none(text: str) -> Any:
-    import json
-
-    if not text:
+def _json_or_none(raw: bytes) -> Any:
+    if not raw:
         return None
     try:
-        return json.loads(text)
-    except ValueError:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
         return None

@@ -1,26 +1,34 @@
-"""Provides applying a crew's answer in Chatwoot, exactly once per action.
+"""Provides ReplyPoster: a crew's answer applied in Chatwoot, exactly once per action.
 
-An answer is expanded into deterministic steps (a hand-off becomes: message, status,
-assignment, ownership). Each step's row is committed *before* its Chatwoot call, so after
-a crash or a dropped connection we can tell "maybe sent" from "never sent", and look for
-evidence (the echo webhook, or the message list) before posting again.
+An answer is expanded into deterministic steps (a hand-off becomes: message, status, assignment,
+ownership). Each step's intent row is committed (synchronous=FULL) *before* its Chatwoot call, so
+after a crash or a dropped connection "maybe sent" can be told from "never sent", and evidence
+(the echo webhook, or the message list) is looked for before posting again.
+
+Transactions: the step's completion (its row done, local state updated) needs no outside call,
+so it is committed together with the next write (the next step's intent row, or the job's
+finish). The first step's intent row is committed by the queue worker together with the crew's
+answer (:func:`open_step` inside its unit), so a plain reply costs two commits: answer + intent,
+then completion + finish.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from sidecar.config import Config
 from sidecar.inbound import ownership
 from sidecar.inbound.payload import content_hash
 from sidecar.ops.logs import get_logger, log_event
-from sidecar.outbound.chatwoot import ChatwootError
+from sidecar.ops.metrics import Metrics
+from sidecar.outbound.chatwoot import ChatwootClient, ChatwootError
 from sidecar.queue.retry import retry_delay
-from sidecar.services import Services
-from state import ActionRecord, Job, Tx
+from state import ActionRecord, Job, StateService, Tx
 
 # With an agent-bot token we cannot list messages, so the echo webhook is the evidence
 # that a message whose create call dropped was stored; we wait this long for it.
@@ -78,7 +86,7 @@ def failure_actions(reason: str, *, note: bool, handoff: bool) -> tuple[dict[str
 
 def _gate(tx: Tx, job: Job, idx: int, now: float) -> tuple[str, str] | None:
     """Why this answer must not be posted any more (None: go ahead)."""
-    conv = tx.get_conversation(job.account_id, job.conversation_id)
+    conv = tx.conversations.get(job.account_id, job.conversation_id)
     if conv is None:
         return "cancelled", "conversation unknown"
     owns, why = ownership.bot_owns(conv)
@@ -86,10 +94,10 @@ def _gate(tx: Tx, job: Job, idx: int, now: float) -> tuple[str, str] | None:
         return "cancelled", f"not posted: {why}"
     if conv.status == "resolved":
         return "cancelled", "not posted: conversation resolved while the crew was working"
-    if idx == 0 and tx.get_action(job.id, 0) is None:
-        newer = tx.newer_open_job(job.account_id, job.conversation_id, job.id)
+    if idx == 0 and tx.effects.get(job.id, 0) is None:
+        newer = tx.jobs.newer_open(job.account_id, job.conversation_id, job.id)
         if newer is not None:
-            tx.fold_into(job, newer, now)
+            tx.jobs.fold_into(job, newer, now)
             return "superseded", f"overtaken by a newer customer message (job {newer.id})"
     return None
 
@@ -119,93 +127,123 @@ def _open_step(tx: Tx, job: Job, idx: int, step: Step, gated: bool, completed: W
         verdict = _gate(tx, job, idx, now)
         if verdict is not None:
             return _Opening(verdict=verdict)
-    record = tx.get_action(job.id, idx)
+    record = tx.effects.get(job.id, idx)
     if record is not None and (record.state == "done" or step.op == "message"):
         return _Opening(earlier=record)  # a started message needs evidence before it is posted again
     digest = content_hash(step.args["content"]) if step.op == "message" else ""
-    tx.begin_action(job.id, idx, step.op, job.account_id, job.conversation_id, digest, time.time())
+    tx.effects.begin(job.id, idx, step.op, job.account_id, job.conversation_id, digest, now)
     return _Opening()
 
 
-class ActionApplier:
-    def __init__(self, services: Services) -> None:
-        self.svc = services
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A job's answer as steps, and where the gate applies."""
 
-    async def apply(self, job: Job) -> None:
-        """Applies the job's stored actions, then finishes it (done, dead or cancelled).
+    steps: list[Step]
+    first_self_change: int
 
-        A step's completion (its row marked done, local state updated) needs no outside call,
-        so it is committed together with the next write: the next step's opening, or the
-        finish. Nothing outbound happens in between, so no intent row is ever delayed."""
-        svc = self.svc
-        failed = job.outcome == "failed"
+    @classmethod
+    def of(cls, job: Job) -> Plan:
         steps = expand(job.actions or ())
-        first_self_change = next((i for i, s in enumerate(steps) if s.changes_ownership), len(steps))
+        return cls(steps, next((i for i, s in enumerate(steps) if s.changes_ownership), len(steps)))
+
+    def gated(self, job: Job, idx: int) -> bool:
+        return job.outcome != "failed" and idx <= self.first_self_change
+
+
+def open_first_step(tx: Tx, job: Job, now: float) -> _Opening | None:
+    """The first step's opening, for the unit that stores the crew's answer (None: no steps)."""
+    plan = Plan.of(job)
+    if not plan.steps:
+        return None
+    return _open_step(tx, job, 0, plan.steps[0], plan.gated(job, 0), None, now)
+
+
+class ReplyPoster:
+    """Applies a job's stored actions in Chatwoot, then finishes the job (done, dead or cancelled)."""
+
+    def __init__(self, *, config: Callable[[], Config], state: StateService, chatwoot: ChatwootClient,
+                 metrics: Metrics, worker_id: str, self_user_ids: set[int], finished: Callable[[], None]) -> None:
+        self._config = config
+        self._state = state
+        self._chatwoot = chatwoot
+        self._metrics = metrics
+        self._worker_id = worker_id
+        self._self_user_ids = self_user_ids
+        """Chatwoot user ids the sidecar posts as (learned from create answers; shared)."""
+        self._finished = finished
+        """Called after a job ended (a newer burst of its conversation may be claimable now)."""
+
+    async def apply(self, job: Job, first: _Opening | None = None, *, started: float | None = None) -> str:
+        """Applies the job's actions; ``first`` is step 0's opening when the caller already
+        committed it. Returns how the job ended (``done``, ``dead``, ``cancelled``, ``superseded``,
+        ``parked`` or ``lost``)."""
+        failed = job.outcome == "failed"
+        plan = Plan.of(job)
         completed: Write | None = None
-        for idx, step in enumerate(steps):
-            gated = not failed and idx <= first_self_change
-            opening = await svc.writer.transact(_open_step, job, idx, step, gated, completed, time.time())
+        for idx, step in enumerate(plan.steps):
+            if idx == 0 and first is not None:
+                opening = first
+            else:
+                opening = await self._state.write(_open_step, job, idx, step, plan.gated(job, idx), completed,
+                                                  time.time(), durable=True)
             completed = None
             if opening.verdict is not None:
-                await self._finish(job, *opening.verdict)
-                return
+                return await self._finish(job, *opening.verdict)
             if opening.earlier is not None and opening.earlier.state == "done":
                 continue
             try:
                 completed = await self._run_step(job, idx, step, opening.earlier)
             except ChatwootError as exc:
-                await self._chatwoot_failed(job, exc)
-                return
+                return await self._chatwoot_failed(job, exc)
             if completed is None:
-                return  # parked until the evidence question can be answered
+                return "parked"  # until the evidence question can be answered
         if failed:
-            await self._finish(job, "dead", job.last_error or "crew failed", completed)
-        else:
-            await self._finish(job, "done", "answered", completed)
+            return await self._finish(job, "dead", job.last_error or "crew failed", completed)
+        return await self._finish(job, "done", "answered", completed, started=started)
 
     async def _run_step(self, job: Job, idx: int, step: Step, earlier: ActionRecord | None) -> Write | None:
         """Makes the step's Chatwoot call (its intent row is committed); returns the write that
         completes it, or None if the job was parked."""
         if step.op == "message":
             return await self._post(job, idx, step, earlier)
-        svc = self.svc
+        chatwoot = self._chatwoot
         acct, conv = job.account_id, job.conversation_id
         labels: list[str] = []
         if step.op == "status":
-            await svc.chatwoot.toggle_status(acct, conv, step.args["status"])
+            await chatwoot.toggle_status(acct, conv, step.args["status"])
             log_event(log, "chatwoot.status_changed", conversation=f"{acct}/{conv}", job=job.id,
                       status=step.args["status"])
         elif step.op == "assign":
-            await svc.chatwoot.assign(acct, conv, assignee_id=step.args["assignee_id"], team_id=step.args["team_id"])
+            await chatwoot.assign(acct, conv, assignee_id=step.args["assignee_id"], team_id=step.args["team_id"])
         elif step.op == "labels":
-            current = await svc.chatwoot.get_labels(acct, conv)
+            current = await chatwoot.get_labels(acct, conv)
             if current is None:
-                stored = await svc.writer.query(lambda tx: tx.get_conversation(acct, conv))
+                stored = await self._state.read(lambda tx: tx.conversations.get(acct, conv))
                 current = list(stored.labels) if stored else []
             labels = list(dict.fromkeys([*current, *step.args["add"]]))
-            await svc.chatwoot.set_labels(acct, conv, labels)
+            await chatwoot.set_labels(acct, conv, labels)
         detail = str(step.args)[:300]
 
         def complete(tx: Tx) -> None:
             now = time.time()
             if step.op == "owner":  # local only: committed before the next step's Chatwoot call
-                tx.set_owner(acct, conv, step.args["owner"], step.args["reason"], now)
+                tx.conversations.set_owner(acct, conv, step.args["owner"], step.args["reason"], now)
             elif step.op == "labels":
-                tx.upsert_conversation(acct, conv, now, labels=labels)
-            tx.finish_action(job.id, idx, chatwoot_message_id=None, detail=detail, now=now)
+                tx.conversations.upsert(acct, conv, now, labels=labels)
+            tx.effects.finish(job.id, idx, chatwoot_message_id=None, detail=detail, now=now)
 
         return complete
 
     async def _post(self, job: Job, idx: int, step: Step, earlier: ActionRecord | None) -> Write | None:
         """A message step; a row from an earlier try means it may have been posted already."""
-        svc = self.svc
         acct, conv = job.account_id, job.conversation_id
         content, private = step.args["content"], step.args["private"]
         digest = content_hash(content)
         if earlier is not None:
             verdict = await self._already_posted(job, earlier, content, private)
             if verdict is None:
-                await self._park(job, earlier.started_at + ECHO_GRACE_SECONDS,
+                await self._park(job, earlier.started_at + self._echo_grace(),
                                  "waiting for Chatwoot's echo of a message whose create call dropped")
                 return None
             if verdict is not False:
@@ -213,37 +251,40 @@ class ActionApplier:
                 return partial(_record_message, job=job, idx=idx, message_id=found_id, content=content,
                                private=private, digest=digest)
             # Certainly not posted: a fresh intent row before posting again.
-            await svc.writer.transact(lambda tx: tx.begin_action(job.id, idx, "message", acct, conv, digest,
-                                                                 time.time()))
+            await self._state.write(lambda tx: tx.effects.begin(job.id, idx, "message", acct, conv, digest,
+                                                                time.time()), durable=True)
         try:
-            answer = await svc.chatwoot.create_message(acct, conv, content, private=private)
+            answer = await self._chatwoot.create_message(acct, conv, content, private=private)
         except ChatwootError as exc:
             if not exc.ambiguous:
                 # Chatwoot answered "not created" (429, 4xx, 500): the next try posts again
                 # without waiting for evidence.
-                await svc.writer.transact(lambda tx: tx.forget_action(job.id, idx))
+                await self._state.write(lambda tx: tx.effects.forget(job.id, idx))
             raise
         self._learn_identity(answer)
         message_id = answer.get("id") if isinstance(answer.get("id"), int) else None
-        log_event(log, "chatwoot.message_posted", conversation=f"{acct}/{conv}", job=job.id,
-                  private=private, message_id=message_id, chars=len(content))
+        if log.isEnabledFor(logging.DEBUG):
+            log_event(log, "chatwoot.message_posted", level=logging.DEBUG, conversation=f"{acct}/{conv}",
+                      job=job.id, private=private, message_id=message_id, chars=len(content))
         return partial(_record_message, job=job, idx=idx, message_id=message_id, content=content,
                        private=private, digest=digest)
+
+    def _echo_grace(self) -> float:
+        return ECHO_GRACE_SECONDS
 
     async def _already_posted(self, job: Job, record: ActionRecord, content: str, private: bool) -> int | bool | None:
         """After an interrupted create: the message id if it was stored, False if it certainly
         was not, None if we cannot tell yet."""
-        svc = self.svc
         since = record.started_at - 5
-        seen = await svc.writer.query(
-            lambda tx: tx.own_message_seen(job.account_id, job.conversation_id, record.content_hash, since)
-        )
+        grace = self._echo_grace()
+        seen = await self._state.read(
+            lambda tx: tx.messages.own_message_seen(job.account_id, job.conversation_id, record.content_hash, since))
         if seen is not None:
             return seen
         try:
-            listed = await svc.chatwoot.list_messages(job.account_id, job.conversation_id)
+            listed = await self._chatwoot.list_messages(job.account_id, job.conversation_id)
         except ChatwootError:
-            listed = None if time.time() < record.started_at + ECHO_GRACE_SECONDS else []
+            listed = None if time.time() < record.started_at + grace else []
             if listed is None:
                 return None
         if listed is not None:
@@ -253,68 +294,66 @@ class ActionApplier:
                         and _epoch(message.get("created_at")) >= since - 60):
                     return message["id"] if isinstance(message.get("id"), int) else True
             return False
-        if time.time() < record.started_at + ECHO_GRACE_SECONDS:
+        if time.time() < record.started_at + grace:
             return None
         return False
 
     def _learn_identity(self, answer: dict[str, Any]) -> None:
         sender = answer.get("sender")
         if isinstance(sender, dict) and sender.get("type") == "user" and isinstance(sender.get("id"), int):
-            if sender["id"] not in self.svc.self_user_ids:
-                self.svc.self_user_ids.add(sender["id"])
+            self._self_user_ids.add(sender["id"])
 
     async def _park(self, job: Job, until: float, why: str) -> None:
-        await self.svc.writer.transact(
-            lambda tx: tx.schedule_retry(job.id, self.svc.worker_id, until, why, time.time())
-        )
+        await self._state.write(lambda tx: tx.jobs.schedule_retry(job.id, self._worker_id, until, why, time.time()))
 
-    async def _chatwoot_failed(self, job: Job, exc: ChatwootError) -> None:
-        svc = self.svc
-        config = svc.config.current
-        count = await svc.writer.transact(lambda tx: tx.count_apply_attempt(job.id, svc.worker_id, time.time()))
+    async def _chatwoot_failed(self, job: Job, exc: ChatwootError) -> str:
+        config = self._config()
+        count = await self._state.write(lambda tx: tx.jobs.count_apply_attempt(job.id, self._worker_id, time.time()))
         if count is None:
-            return
+            return "lost"
         log_event(log, "chatwoot.call_failed", level=30, job=job.id,
                   conversation=f"{job.account_id}/{job.conversation_id}", error=str(exc), attempt=count)
         if not exc.retryable or count >= config.processing.max_attempts:
-            await self._finish(job, "dead", f"Chatwoot kept failing: {exc}")
-            return
+            return await self._finish(job, "dead", f"Chatwoot kept failing: {exc}")
         delay = retry_delay(count, base=config.processing.retry_base_seconds,
                             maximum=config.processing.retry_max_seconds, retry_after=exc.retry_after)
         await self._park(job, time.time() + delay, str(exc))
+        return "parked"
 
-    async def _finish(self, job: Job, state: str, reason: str, completed: Write | None = None) -> None:
+    async def _finish(self, job: Job, state: str, reason: str, completed: Write | None = None, *,
+                      started: float | None = None) -> str:
         """Ends the job; ``completed`` (the last step's completion) is committed with it."""
-        svc = self.svc
         outcome = {"done": "answered", "dead": "dead_letter"}.get(state, state)
+        owner = self._worker_id
 
         def finish(tx: Tx) -> bool:
             if completed is not None:
                 completed(tx)
-            return tx.finish_job(job.id, svc.worker_id, state, outcome, "" if state == "done" else reason,
-                                 time.time())
+            return tx.jobs.finish(job.id, owner, state, outcome, "" if state == "done" else reason, time.time())
 
-        ok = await svc.writer.transact(finish)
+        ok = await self._state.write(finish)
         if ok:
             if state == "dead":
-                svc.metrics.inc("connector_jobs_dead_lettered_total")
+                self._metrics.inc("connector_jobs_dead_lettered_total")
+            elapsed = round((time.monotonic() - started) * 1000, 1) if started is not None else None
             log_event(log, f"job.{state}", job=job.id, conversation=f"{job.account_id}/{job.conversation_id}",
-                      crew=job.crew, reason=None if state == "done" else reason)
-        svc.wake.set()
+                      crew=job.crew, route=job.route_source, attempts=job.attempts or None, ms=elapsed,
+                      reason=None if state == "done" else reason)
+        self._finished()
+        return state if ok else "lost"
 
 
 def _record_message(tx: Tx, *, job: Job, idx: int, message_id: int | None, content: str, private: bool,
                     digest: str) -> None:
     now = time.time()
-    tx.finish_action(job.id, idx, chatwoot_message_id=message_id, detail="posted", now=now)
+    tx.effects.finish(job.id, idx, chatwoot_message_id=message_id, detail="posted", now=now)
     role = "note" if private else "bot"
-    tx.insert_message(
+    tx.messages.insert(
         account_id=job.account_id, conversation_id=job.conversation_id, message_id=message_id, role=role,
         sender_type="connector", sender_id=None, content=content, content_type="text", attachments=[],
-        private=private, content_hash=digest, created_at=now, job_id=job.id,
-    )
-    tx.upsert_conversation(job.account_id, job.conversation_id, now, last_message_at=now,
-                           last_message_preview=content[:200], last_message_role=role)
+        private=private, content_hash=digest, created_at=now, job_id=job.id)
+    tx.conversations.upsert(job.account_id, job.conversation_id, now, last_message_at=now,
+                            last_message_preview=content[:200], last_message_role=role)
 
 
 def _epoch(value: Any) -> float:

@@ -19,10 +19,10 @@ from tests.console.helpers import LoadWatcher, settle
 ROOT = Path(__file__).resolve().parents[2]
 WRITER = """
 import sys, time
-from state import open_store
-store = open_store(sys.argv[1])
+from state import open_database
+store = open_database(sys.argv[1])
 with store.transaction() as tx:
-    tx.upsert_conversation(1, 777, time.time(), channel="telegram", inbox_name="Bot TG",
+    tx.conversations.upsert(1, 777, time.time(), channel="telegram", inbox_name="Bot TG",
                            contact_name="Zoe [live]", status="open", last_message_at=time.time(),
                            last_message_preview="hello from another process",
                            last_message_role="customer")
@@ -56,7 +56,7 @@ async def test_row_written_by_another_process_shows_without_operator_action(db_p
 
 async def test_cursor_stays_on_its_row_when_new_rows_arrive(db_path: str) -> None:
     """A live refresh that inserts a row above keeps the cursor on the same conversation."""
-    from state import open_store
+    from state import open_database
 
     watcher = LoadWatcher()
     app = build_app(db_path, fixed_clock=False)
@@ -66,9 +66,9 @@ async def test_cursor_stays_on_its_row_when_new_rows_arrive(db_path: str) -> Non
         await pilot.press("down", "down")  # conversation 102
         table = app.screen.query_one("#conversations")
         assert table.current_key == "1/102"
-        store = open_store(db_path)
+        store = open_database(db_path)
         with store.transaction() as tx:
-            tx.upsert_conversation(1, 888, time.time(), channel="sms", contact_name="New",
+            tx.conversations.upsert(1, 888, time.time(), channel="sms", contact_name="New",
                                    last_message_at=time.time())
         store.close()
         await watcher.wait_for(lambda d: isinstance(d, ConversationsPage)

@@ -2,41 +2,40 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from console.app import ConsoleApp
 from console.screens.confirm_modal import ConfirmModal
 from console.screens.conversations import ConversationsScreen
 from console.screens.dead_letters import DeadLettersScreen
 from console.screens.detail import ConversationDetailScreen
-from state import open_store
+from state import Tx, open_database
 from tests.console.conftest import ACTOR
 from tests.console.helpers import screen_text, settle, wait_for_text
 
 
-def job_state(path: str, job_id: int) -> str:
-    store = open_store(path, readonly=True)
+def _read(path: str, fn: Callable[[Tx], Any]) -> Any:
+    db = open_database(path, readonly=True)
     try:
-        return store.get_job(job_id).state if hasattr(store, "get_job") else store.dead_letter(job_id).job.state
+        return db.read(fn)
     finally:
-        store.close()
+        db.close()
+
+
+def job_state(path: str, job_id: int) -> str:
+    return _read(path, lambda tx: tx.jobs.get(job_id).state)
 
 
 def last_action(path: str) -> tuple[str, str, str]:
-    store = open_store(path, readonly=True)
-    try:
-        action = store.operator_actions(limit=1)[0]
-        return action.actor, action.action, action.target
-    finally:
-        store.close()
+    action = _read(path, lambda tx: tx.audit.operator_actions(limit=1)[0])
+    return action.actor, action.action, action.target
 
 
 def owner(path: str, conversation_id: int) -> str:
-    store = open_store(path, readonly=True)
-    try:
-        conv = store.get_conversation_row(1, conversation_id)
-        assert conv is not None
-        return conv.owner
-    finally:
-        store.close()
+    conv = _read(path, lambda tx: tx.conversations.get(1, conversation_id))
+    assert conv is not None
+    return conv.owner
 
 
 async def test_dead_letter_shows_payload_and_reason(app: ConsoleApp) -> None:

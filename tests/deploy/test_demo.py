@@ -14,7 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from state import open_store
+from state import open_database
 from tests.harness import REPO, free_port
 
 pytestmark = pytest.mark.timeout(180)
@@ -98,9 +98,9 @@ class DemoProcess:
 
 
 def bot_rows(db: Path) -> int:
-    store = open_store(str(db), readonly=True)
+    store = open_database(str(db), readonly=True)
     try:
-        return int(store.conn.execute("SELECT count(*) FROM messages WHERE role = 'bot'").fetchone()[0])
+        return int(store.read(lambda tx: tx.sql.scalar("SELECT count(*) FROM messages WHERE role = 'bot'")))
     finally:
         store.close()
 
@@ -143,11 +143,11 @@ async def test_demo_answers_customers_and_stops_cleanly(tmp_path: Path) -> None:
     # Every reply the simulated Chatwoot recorded is in the state database (and maybe a reply
     # that was recorded just before the summary was taken).
     assert replies_stored >= figures["replies"] > 0
-    store = open_store(str(db), readonly=True)
+    store = open_database(str(db), readonly=True)
     try:
-        deliveries = store.conn.execute("SELECT count(*) FROM deliveries").fetchone()[0]
-        answered = store.conn.execute("SELECT count(*) FROM jobs WHERE state = 'done'").fetchone()[0]
-        channels = {row[0] for row in store.conn.execute("SELECT DISTINCT channel FROM conversations")}
+        deliveries = store.read(lambda tx: tx.sql.scalar("SELECT count(*) FROM deliveries"))
+        answered = store.read(lambda tx: tx.sql.scalar("SELECT count(*) FROM jobs WHERE state = 'done'"))
+        channels = set(store.read(lambda tx: tx.sql.column("SELECT DISTINCT channel FROM conversations")))
     finally:
         store.close()
     assert deliveries >= figures["customer_messages"] and answered > 0
@@ -162,9 +162,9 @@ async def test_demo_answers_customers_and_stops_cleanly(tmp_path: Path) -> None:
     assert replies > 0
     # Only this run's rows: the previous simulated Chatwoot's conversations are gone with it.
     assert bot_rows(db) >= replies
-    store = open_store(str(db), readonly=True)
+    store = open_database(str(db), readonly=True)
     try:
-        assert store.conn.execute("SELECT count(*) FROM jobs WHERE state = 'dead'").fetchone()[0] == 0
+        assert store.read(lambda tx: tx.sql.scalar("SELECT count(*) FROM jobs WHERE state = 'dead'")) == 0
     finally:
         store.close()
 

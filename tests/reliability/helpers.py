@@ -16,7 +16,6 @@ import aiohttp
 from simulators import FakeChatwoot, chatwoot_json
 from simulators.payloads import FakeConversation, message_event
 from simulators.signing import webhook_headers
-from state import Store
 from tests.harness import SECRET, SidecarProcess
 
 
@@ -88,10 +87,7 @@ def webhook_url(proc: SidecarProcess) -> str:
 # -- database facts (read-only connection, like the console) ---------------------------------
 
 def rows(proc: SidecarProcess, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-    def run(store: Store) -> list[dict[str, Any]]:
-        return [dict(r) for r in store.conn.execute(sql, params).fetchall()]
-
-    return proc.query(run)
+    return proc.query(lambda tx: tx.sql.all(sql, params))
 
 
 def scalar(proc: SidecarProcess, sql: str, params: tuple[Any, ...] = ()) -> Any:
@@ -110,7 +106,7 @@ def jobs(proc: SidecarProcess, conversation_id: int | None = None) -> list[dict[
 
 
 def open_jobs(proc: SidecarProcess) -> int:
-    stats = proc.query(lambda s: s.queue_stats())
+    stats = proc.query(lambda s: s.jobs.stats())
     return stats.pending + stats.in_flight + stats.waiting
 
 

@@ -25,16 +25,14 @@ from tests.reliability.helpers import (
 
 READER = r"""
 import json, os, sys, time
-from state import open_store
+from state import open_database
 path, stop_file = sys.argv[1], sys.argv[2]
-store = open_store(path, readonly=True)
+store = open_database(path, readonly=True)
 polls, errors, wal_max = 0, [], 0
 while not os.path.exists(stop_file):
     started = time.monotonic()
     try:
-        store.queue_stats()
-        store.list_conversations(limit=50)
-        store.dead_letters(limit=20)
+        store.read(lambda tx: (tx.jobs.stats(), tx.conversations.page(limit=50), tx.dead_letters(limit=20)))
         polls += 1
     except Exception as exc:  # noqa: BLE001 - every failure is a finding
         errors.append(f"{type(exc).__name__}: {exc}")

@@ -69,7 +69,7 @@ async def test_outage_with_retry_after_follows_the_schedule_and_drains(
         assert (status, body["status"]) == (200, "accepted")
 
     await wait_until(lambda: open_jobs(proc) == 0 and len(jobs(proc)) == 6, timeout=40, what="backlog drained")
-    stats = proc.query(lambda s: s.queue_stats())
+    stats = proc.query(lambda s: s.jobs.stats())
     assert (stats.pending, stats.in_flight, stats.waiting, stats.dead) == (0, 0, 0, 1)
 
     for conv in (with_ra, without_ra, dead):
@@ -194,7 +194,7 @@ async def test_circuit_breaker_opens_defers_without_attempts_probes_and_closes(
     assert states is not None and "open" in states.values(), doc
     assert status == 200 and doc["status"] == "degraded"  # intake still works
     # The console reads the same state from the kv snapshot the prober writes.
-    await wait_until(lambda: "open" in (breaker_states(proc.query(lambda s: s.get_kv("health.snapshot")) or {})
+    await wait_until(lambda: "open" in (breaker_states(proc.query(lambda s: s.documents.get("health.snapshot")) or {})
                                         or {}).values(), what="the open breaker in health.snapshot")
 
     await wait_until(lambda: open_jobs(proc) == 0, timeout=30, what="drained after the breaker closed")

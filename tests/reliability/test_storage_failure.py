@@ -104,7 +104,7 @@ async def test_disk_full_gives_503_never_an_uncommitted_2xx_and_recovers(
                 assert job["state"] == "done"
                 assert len(chatwoot.replies(job["conversation_id"])) == 1
             assert crew.duplicates == 0
-            check = proc.query(lambda s: s.conn.execute("PRAGMA integrity_check").fetchone()[0])
+            check = proc.query(lambda s: s.sql.scalar("PRAGMA integrity_check"))
             assert check == "ok"
         finally:
             await proc.stop()

@@ -40,7 +40,7 @@ async def test_missing_or_wrong_token_is_401(sidecar: SidecarProcess) -> None:
             assert body["error"] == "missing or wrong bearer token"
         status, _, _ = await http.post(f"{sidecar.url}/config", json={"routing": {"default_crew": "x"}})
         assert status == 401
-    assert sidecar.query(lambda s: s.config_audit()) == []
+    assert sidecar.query(lambda s: s.audit.config_changes()) == []
 
 
 async def test_get_masks_every_secret(sidecar: SidecarProcess, chatwoot: FakeChatwoot, crew: FakeCrew) -> None:
@@ -91,10 +91,10 @@ async def test_post_routing_rule_applies_live_keeps_comments_and_is_audited(
         assert got["config"]["routing"]["rules"] == canonical
         assert_no_secrets(sidecar, http.bodies)
 
-    [entry] = sidecar.query(lambda s: s.config_audit())
+    [entry] = sidecar.query(lambda s: s.audit.config_changes())
     assert entry.actor.startswith("api") and entry.keys == ("routing.rules",)
     assert entry.changes["routing.rules"]["new"] == canonical
-    effective = sidecar.query(lambda s: s.get_kv("config.effective"))
+    effective = sidecar.query(lambda s: s.documents.get("config.effective"))
     assert effective["routing"]["rules"] == canonical
 
 
@@ -121,7 +121,7 @@ async def test_invalid_post_is_400_naming_the_key_and_changes_nothing(sidecar: S
         status, body = await _post(http, sidecar, ["not", "an", "object"])
         assert status == 400
     assert sidecar.config_path.read_text(encoding="utf-8") == before
-    assert sidecar.query(lambda s: s.config_audit()) == []
+    assert sidecar.query(lambda s: s.audit.config_changes()) == []
 
 
 async def test_echoing_get_output_keeps_the_real_secrets(

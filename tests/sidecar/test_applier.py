@@ -9,44 +9,41 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.inbound.apply import IntakeSettings, apply_pending, first_look, journal_delivery
-from sidecar.inbound.journal_applier import yield_seconds
-from sidecar.inbound.payload import normalize
-from sidecar.queue.pacing import SATURATED_SHARE, CpuSaturation
+from sidecar.inbound.apply import ApplySettings, apply_pending, first_look, journal
+from sidecar.inbound.payload import peek
 from simulators.payloads import ChatwootWorld, message_event
-from state import Store, open_store
+from state import Database, open_database
 
-SETTINGS = IntakeSettings(inbox_ids=(), debounce_seconds=0.0, debounce_max_seconds=0.0, self_user_ids=())
+SETTINGS = ApplySettings(inbox_ids=(), debounce_seconds=0.0, debounce_max_seconds=0.0, self_user_ids=())
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return open_store(str(tmp_path / "c.db"), migrate=True)
+def store(tmp_path: Path) -> Database:
+    return open_database(str(tmp_path / "c.db"), migrate=True)
 
 
-def _journal(store: Store, body: str, delivery_id: str) -> bool:
+def _journal(store: Database, body: str, delivery_id: str) -> bool:
     with store.transaction() as tx:
-        return journal_delivery(tx, normalize(json.loads(body)), body_text=body, delivery_id=delivery_id,
-                                now=time.time())
+        return journal(tx, peek(json.loads(body)), body_text=body, delivery_id=delivery_id, now=time.time())
 
 
 def _customer_says(world: ChatwootWorld, conv, text: str) -> str:  # noqa: ANN001
     return json.dumps(message_event(conv, world.customer_message(conv, text)))
 
 
-def test_the_journal_alone_is_the_acknowledged_state(store: Store) -> None:
+def test_the_journal_alone_is_the_acknowledged_state(store: Database) -> None:
     world = ChatwootWorld()
     conv = world.open_conversation("whatsapp")
     body = _customer_says(world, conv, "oi")
     assert _journal(store, body, "d-1")
     assert not _journal(store, body, "d-1")  # the same delivery again
     assert not _journal(store, body, "d-2")  # the same message under another delivery id
-    assert store.delivery("d-1").outcome == "pending"
-    assert store.get_conversation_row(7, conv.display_id) is None
-    assert store.journal_backlog()[0] == 1
+    assert store.read(lambda tx: tx.journal.get("d-1")).outcome == "pending"
+    assert store.read(lambda tx: tx.conversations.get(7, conv.display_id)) is None
+    assert store.read(lambda tx: tx.journal.backlog())[0] == 1
 
 
-def test_applying_follows_arrival_order_and_queues_work(store: Store) -> None:
+def test_applying_follows_arrival_order_and_queues_work(store: Database) -> None:
     world = ChatwootWorld()
     conv = world.open_conversation("whatsapp")
     for i in range(5):
@@ -57,69 +54,51 @@ def test_applying_follows_arrival_order_and_queues_work(store: Store) -> None:
         rest = apply_pending(tx, SETTINGS, limit=10)
     assert [a.delivery_id for a in first + rest] == [f"d-{i}" for i in range(5)]
     assert all(a.result.outcome == "accepted" for a in first + rest)
-    assert store.journal_backlog() == (0, None)
-    assert store.get_conversation_row(7, conv.display_id).last_message_preview == "mensagem 4"
+    assert store.read(lambda tx: tx.journal.backlog()) == (0, None)
+    assert store.read(lambda tx: tx.conversations.get(7, conv.display_id)).last_message_preview == "mensagem 4"
     jobs = {a.result.job_id for a in first + rest}
     assert len(jobs) == 1  # one burst: the conversation's messages share the open job
 
 
-def test_a_row_that_cannot_be_applied_is_failed_and_does_not_block_the_rest(store: Store) -> None:
+def test_a_row_that_cannot_be_applied_is_failed_and_does_not_block_the_rest(store: Database) -> None:
     world = ChatwootWorld()
     conv = world.open_conversation("facebook")
     _journal(store, _customer_says(world, conv, "primeira"), "d-1")
     with store.transaction() as tx:  # a row no intake would write: the applier must still survive it
-        tx.insert_delivery(delivery_id="d-2", dedup_key=None, event="message_created", outcome="pending",
-                           reason="", received_at=time.time(), account_id=None, conversation_id=None,
-                           message_id=None, body="{not json")
+        tx.journal.insert(delivery_id="d-2", dedup_key=None, event="message_created", received_at=time.time(),
+                          account_id=None, conversation_id=None, message_id=None, body="{not json")
     _journal(store, _customer_says(world, conv, "terceira"), "d-3")
     with store.transaction() as tx:
         applied = apply_pending(tx, SETTINGS, limit=10)
     assert [(a.delivery_id, a.result.outcome) for a in applied] == [
         ("d-1", "accepted"), ("d-2", "failed"), ("d-3", "accepted")]
-    bad = store.delivery("d-2")
+    bad = store.read(lambda tx: tx.journal.get("d-2"))
     assert bad.outcome == "failed" and bad.reason == "could not be applied: JSONDecodeError"
     assert "JSONDecodeError" in applied[1].error
-    assert store.journal_backlog() == (0, None)
+    assert store.read(lambda tx: tx.journal.backlog()) == (0, None)
 
 
 def test_first_look_answers_from_the_payload_alone() -> None:
     world = ChatwootWorld()
     conv = world.open_conversation("webwidget", inbox_id=4)
-    incoming = normalize(message_event(conv, world.customer_message(conv, "hello")))
+    incoming = peek(message_event(conv, world.customer_message(conv, "hello")))
     assert first_look(incoming, SETTINGS.inbox_ids)[0] == "accepted"
-    unserved = IntakeSettings(inbox_ids=(99,), debounce_seconds=0, debounce_max_seconds=0, self_user_ids=())
-    assert first_look(incoming, unserved.inbox_ids) == ("ignored", "inbox 4 is not served")
-    empty = normalize(message_event(conv, world.customer_message(conv, "   ")))
+    assert first_look(incoming, (99,)) == ("ignored", "inbox 4 is not served")
+    empty = peek(message_event(conv, world.customer_message(conv, "   ")))
     assert first_look(empty, SETTINGS.inbox_ids) == ("ignored", "empty message")
-    status = normalize({"event": "conversation_status_changed", "id": conv.display_id})
+    private = peek({**message_event(conv, world.customer_message(conv, "oi")), "private": True})
+    assert first_look(private, SETTINGS.inbox_ids) == ("ignored", "private message")
+    status = peek({"event": "conversation_status_changed", "id": conv.display_id})
     assert first_look(status, SETTINGS.inbox_ids)[0] == "ignored"
 
 
-def test_cpu_saturation_compares_cpu_time_with_the_clock() -> None:
-    clock, cpu = [0.0], [0.0]
-    saturated = CpuSaturation(window=0.25, threshold=0.75, clock=lambda: clock[0], cpu=lambda: cpu[0])
-    clock[0], cpu[0] = 0.25, 0.24  # busy the whole window
-    assert saturated()
-    clock[0], cpu[0] = 0.30, 0.24  # within the window: the last verdict stands
-    assert saturated()
-    clock[0], cpu[0] = 0.55, 0.30  # 0.06 s of CPU in 0.30 s: mostly idle
-    assert not saturated()
-
-
-def test_a_saturated_applier_keeps_to_its_share() -> None:
-    # The pause after a batch leaves the applier SATURATED_SHARE of the time.
-    busy = 0.004
-    assert busy / (busy + yield_seconds(busy)) == pytest.approx(SATURATED_SHARE)
-
-
-def test_a_hostile_event_name_never_reaches_a_reason_or_a_log_line(store: Store) -> None:
+def test_a_hostile_event_name_never_reaches_a_reason_or_a_log_line(store: Database) -> None:
     huge = "x" * 300_000
     world = ChatwootWorld()
     conv = world.open_conversation("whatsapp")
     doc = message_event(conv, world.customer_message(conv, "oi"))
     doc["event"], doc["message_type"] = huge, huge
-    inbound = normalize(doc)
-    assert first_look(inbound, SETTINGS.inbox_ids) == ("ignored", "other: stored for conversation state")
+    assert first_look(peek(doc), SETTINGS.inbox_ids) == ("ignored", "other: stored for conversation state")
     body = json.dumps(doc)
     _journal(store, body, "d-huge")
     _journal(store, json.dumps({"event": huge}), "d-huge-2")

@@ -18,7 +18,7 @@ def _edit(proc: SidecarProcess, change: Any) -> None:
 
 
 async def _config_status(proc: SidecarProcess) -> dict[str, Any]:
-    return proc.query(lambda s: s.get_kv("config.status")) or {}
+    return proc.query(lambda s: s.documents.get("config.status")) or {}
 
 
 async def _answered_by(chatwoot: FakeChatwoot, crew: FakeCrew, channel: str) -> str:
@@ -43,7 +43,7 @@ async def test_a_valid_hand_edit_applies_and_is_audited(
 
 
 async def _audit(proc: SidecarProcess) -> list[Any]:
-    return proc.query(lambda s: s.config_audit())
+    return proc.query(lambda s: s.audit.config_changes())
 
 
 async def test_a_broken_edit_keeps_the_old_config_and_fixing_it_recovers(

@@ -12,7 +12,7 @@ async def _queue_drained(proc: SidecarProcess, timeout: float = 30.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while loop.time() < deadline:
-        if proc.query(lambda s: s.queue_stats().depth) == 0:
+        if proc.query(lambda s: s.jobs.stats().depth) == 0:
             return
         await asyncio.sleep(0.1)
     raise AssertionError("queue did not drain")
@@ -61,5 +61,5 @@ async def test_kill_9_mid_stream_then_restart_answers_every_accepted_webhook_onc
         else:
             # Committed but never acknowledged (killed between COMMIT and the answer): at most once.
             assert len(replies) <= 1
-    integrity = sidecar.query(lambda s: s.conn.execute("PRAGMA integrity_check").fetchone()[0])
+    integrity = sidecar.query(lambda s: s.sql.scalar("PRAGMA integrity_check"))
     assert integrity == "ok"

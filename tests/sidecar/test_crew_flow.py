@@ -48,7 +48,7 @@ async def test_crew_503_then_200_is_retried_with_the_same_key_and_answered_once(
     keys = [r.headers["Idempotency-Key"] for r in crew.requests if r.kind == "crew"]
     assert len(keys) == 3 and len(set(keys)) == 1
     assert chatwoot.typing(conv.display_id) == []  # WhatsApp never shows Chatwoot's typing
-    attempts = sidecar.query(lambda s: s.attempts_for_jobs([1]))
+    attempts = sidecar.query(lambda s: s.decisions.attempts_for_jobs([1]))
     assert [a.outcome for a in attempts] == ["retry", "retry", "answered"]
 
 
@@ -65,7 +65,7 @@ async def test_crew_down_for_good_ends_in_dead_letter_note_and_handoff(
     assert await _wait_job_state(sidecar, "dead")
     [dead] = sidecar.query(lambda s: s.dead_letters())
     assert "HTTP 503" in dead.reason
-    row = sidecar.query(lambda s: s.get_conversation_row(7, conv.display_id))
+    row = sidecar.query(lambda s: s.conversations.get(7, conv.display_id))
     assert row.owner == "human"
 
 
@@ -96,7 +96,10 @@ async def test_handoff_action_posts_the_message_and_opens_the_conversation(
     assert outcome == "ignored" and "handed off" in reason
 
 
-async def test_labels_note_and_resolve_actions(sidecar: SidecarProcess, chatwoot: FakeChatwoot, crew: FakeCrew) -> None:
+async def test_labels_note_and_resolve_actions(sidecar_factory: SidecarFactory, chatwoot: FakeChatwoot,
+                                               crew: FakeCrew) -> None:
+    # typing_delay_seconds 0: "typing…" is shown as soon as the crew is asked.
+    await sidecar_factory({"chatwoot": {"typing_delay_seconds": 0}})
     crew.responder = lambda env: [
         {"type": "reply", "content": "Pronto, resolvido."},
         {"type": "labels", "add": ["lead", "vip"]},
@@ -113,6 +116,21 @@ async def test_labels_note_and_resolve_actions(sidecar: SidecarProcess, chatwoot
     assert typing[:1] == ["on"] and typing[-1] == "off"
 
 
+async def test_a_quick_crew_shows_no_typing_and_a_slow_one_does(sidecar_factory: SidecarFactory,
+                                                               chatwoot: FakeChatwoot, crew: FakeCrew) -> None:
+    """Typing calls cost a Chatwoot call each: only a crew slower than typing_delay_seconds gets them."""
+    await sidecar_factory({"chatwoot": {"typing_delay_seconds": 0.3}})
+    quick = chatwoot.open_conversation("webwidget")
+    await chatwoot.customer_says(quick, "oi")
+    await chatwoot.wait_for(lambda: len(chatwoot.replies(quick.display_id)) == 1)
+    assert chatwoot.typing(quick.display_id) == []
+    crew.latency = 1.0
+    slow = chatwoot.open_conversation("webwidget")
+    await chatwoot.customer_says(slow, "oi")
+    await chatwoot.wait_for(lambda: len(chatwoot.replies(slow.display_id)) == 1)
+    assert chatwoot.typing(slow.display_id) == ["on", "off"]
+
+
 async def test_an_empty_action_list_says_nothing(sidecar: SidecarProcess, chatwoot: FakeChatwoot, crew: FakeCrew) -> None:
     crew.responder = lambda env: []
     conv = chatwoot.open_conversation("whatsapp")
@@ -127,7 +145,7 @@ async def _wait_job_state(proc: SidecarProcess, state: str, timeout: float = 10.
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while loop.time() < deadline:
-        n = proc.query(lambda s: s.conn.execute("SELECT count(*) FROM jobs WHERE state=?", (state,)).fetchone()[0])
+        n = proc.query(lambda s: s.sql.scalar("SELECT count(*) FROM jobs WHERE state=?", (state,)))
         if n:
             return True
         await asyncio.sleep(0.05)
@@ -147,13 +165,13 @@ async def test_decision_engine_timeout_falls_back_to_the_rules(
     conv = chatwoot.open_conversation("whatsapp")
     await chatwoot.customer_says(conv, "Qual o preço da barraca?")
     await chatwoot.wait_for(lambda: len(chatwoot.replies(conv.display_id)) == 1)
-    [decision] = proc.query(lambda s: s.recent_decisions())
+    [decision] = proc.query(lambda s: s.decisions.recent())
     assert (decision.crew, decision.source) == ("whatsapp_crew", "fallback")
     assert "timed out" in decision.reason
     crew.decision_mode = "ok"
     await chatwoot.customer_says(conv, "E o preço da mochila?")
     await chatwoot.wait_for(lambda: len(chatwoot.replies(conv.display_id)) == 2)
-    latest = proc.query(lambda s: s.recent_decisions())[0]
+    latest = proc.query(lambda s: s.decisions.recent())[0]
     assert (latest.crew, latest.source) == ("vendas", "engine")
     assert crew.decisions()[-1]["suggested_crew"] == "whatsapp_crew"
 

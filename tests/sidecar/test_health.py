@@ -54,7 +54,7 @@ async def test_snapshot_is_written_to_kv_in_the_console_shape(sidecar: SidecarPr
         await _probed(http, sidecar, chatwoot="ok", mcp_crew="ok")
 
         async def snapshot() -> Any:
-            return sidecar.query(lambda s: s.get_kv("health.snapshot"))
+            return sidecar.query(lambda s: s.documents.get("health.snapshot"))
 
         doc = await poll_until(snapshot, lambda d: d is not None and d["checks"]["chatwoot"]["status"] == "ok",
                                what="kv health.snapshot")
@@ -65,10 +65,11 @@ async def test_snapshot_is_written_to_kv_in_the_console_shape(sidecar: SidecarPr
     assert set(doc["checks"]["queue"]) == {"status", "depth", "oldest_pending_age", "dead_letters", "unapplied",
                                            "oldest_unapplied_age"}
     for backend in doc["checks"]["backends"].values():
-        assert set(backend) == {"status", "kind", "detail", "latency_ms", "checked_at", "breaker"}
-    status = sidecar.query(lambda s: s.get_kv("config.status"))
+        assert set(backend) == {"status", "kind", "detail", "latency_ms", "checked_at", "breaker", "in_flight",
+                                "waiting", "limit"}
+    status = sidecar.query(lambda s: s.documents.get("config.status"))
     assert status["valid"] is True and status["error"] is None and status["path"].endswith("config.yaml")
-    effective = sidecar.query(lambda s: s.get_kv("config.effective"))
+    effective = sidecar.query(lambda s: s.documents.get("config.effective"))
     assert effective["chatwoot"]["api_access_token"].startswith("****")
 
 

@@ -11,15 +11,14 @@ import aiohttp
 from sidecar.inbound.intake import RateLimitedLog
 from simulators import FakeChatwoot, FakeCrew, chatwoot_json, sign
 from simulators.payloads import message_event
+from state import Tx
 from tests.conftest import SidecarFactory
 from tests.harness import SECRET, SidecarProcess
 
 
 def _counts(proc: SidecarProcess) -> tuple[int, int, int]:
-    def read(store):  # noqa: ANN001, ANN202
-        c = store.conn
-        return tuple(c.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-                     for t in ("deliveries", "messages", "jobs"))
+    def read(tx: Tx) -> tuple[int, int, int]:
+        return tuple(tx.sql.scalar(f"SELECT count(*) FROM {t}") for t in ("deliveries", "messages", "jobs"))
     return proc.query(read)
 
 

@@ -43,7 +43,7 @@ async def test_own_replies_notes_templates_echoes_and_updates_are_never_answered
     assert all(status == 200 and body["status"] == "ignored" for status, body in results), results
     await _answered_once_more(chatwoot, conv, "Alguma novidade?")
     assert len(crew.crew_requests()) == 2
-    owner = sidecar.query(lambda s: s.get_conversation_row(7, conv.display_id).owner)
+    owner = sidecar.query(lambda s: s.conversations.get(7, conv.display_id).owner)
     assert owner == "bot"
 
 
@@ -58,7 +58,7 @@ async def test_user_token_echo_arriving_before_the_create_answer_does_not_pause(
     await _answered_once_more(chatwoot, conv, "Do you ship to Canada?")
     await _answered_once_more(chatwoot, conv, "And to Mexico?")
     assert len(crew.crew_requests()) == 2
-    row = proc.query(lambda s: s.get_conversation_row(7, conv.display_id))
+    row = proc.query(lambda s: s.conversations.get(7, conv.display_id))
     assert row.owner == "bot", row.owner_reason
 
 
@@ -87,7 +87,7 @@ async def test_human_reply_pauses_and_resolution_gives_the_conversation_back(
     await chatwoot.resolve(conv)
     await _answered_once_more(chatwoot, conv, "Hello again, another question")
     assert len(crew.crew_requests()) == 2
-    row = sidecar.query(lambda s: s.get_conversation_row(7, conv.display_id))
+    row = sidecar.query(lambda s: s.conversations.get(7, conv.display_id))
     assert row.owner == "bot" and "resolved" in row.owner_reason
 
 

@@ -72,9 +72,9 @@ async def test_no_secret_in_any_log_or_response(
 
     await proc.stop()  # flushes everything to the log files
     # What the console reads about config and health is checked too.
-    console_view = [json.dumps(proc.query(lambda s, k=key: s.get_kv(k)), default=str)
+    console_view = [json.dumps(proc.query(lambda s, k=key: s.documents.get(k)), default=str)
                     for key in ("config.effective", "config.status", "health.snapshot")]
-    console_view.append(json.dumps([e.changes for e in proc.query(lambda s: s.config_audit())], default=str))
+    console_view.append(json.dumps([e.changes for e in proc.query(lambda s: s.audit.config_changes())], default=str))
     assert "webhook_secret" in console_view[-1]
     searched = assert_no_secrets(proc, [*http.bodies, *console_view], extra_secrets=[NEW_SECRET])
     assert searched >= 20

@@ -24,7 +24,9 @@ from sanic.response import HTTPResponse, json
 from sidecar.crew.amp import AmpCrewBackend, callback_token
 from sidecar.crew.base import Answered, CrewError
 from sidecar.crew.registry import callback_secret
+from sidecar.http.errors import NotFound, Unavailable
 from sidecar.ops.logs import get_logger, log_event
+from sidecar.runtime import Runtime
 from state import StorageUnavailable
 
 bp = Blueprint("crew_callbacks", url_prefix="/webhook/crewai")
@@ -45,23 +47,23 @@ def _hint_kickoff_id(request: Request) -> str | None:
 
 @bp.post("/<request_id:str>/<token:str>")
 async def crewai_callback(request: Request, request_id: str, token: str) -> HTTPResponse:
-    svc = request.app.ctx.services
-    config = svc.config.current
+    runtime: Runtime = request.app.ctx.runtime
+    config = runtime.config.current
     try:
-        job = await svc.writer.transact(lambda tx: tx.job_by_request_id(request_id))
+        job = await runtime.state.read(lambda tx: tx.jobs.by_request_id(request_id))
     except StorageUnavailable:
-        return json({"status": "unavailable", "error": "storage unavailable"}, status=503)
+        raise Unavailable("storage unavailable") from None
     crew = config.crew(job.crew or "") if job is not None else None
     secret = callback_secret(crew, config) if crew is not None else ""
     # Same answer for an unknown request and a wrong token: the URL either was issued by us or not.
     if job is None or crew is None or not secret or not hmac.compare_digest(
             token.encode(), callback_token(secret, request_id).encode()):
-        return json({"status": "rejected", "error": "unknown callback URL"}, status=404)
+        raise NotFound("unknown callback URL")
 
-    svc.crews.refresh(config)
-    backend = svc.crews.backend_for(crew.name)
+    runtime.crews.refresh(config)
+    backend = runtime.crews.backend_for(crew.name)
     if not isinstance(backend, AmpCrewBackend):
-        return json({"status": "rejected", "error": "crew is not a CrewAI AMP crew"}, status=404)
+        raise NotFound("crew is not a CrewAI AMP crew")
     kickoff_id = job.external_id or _hint_kickoff_id(request)
     if job.actions is not None or kickoff_id is None:
         # Already answered, or the kickoff answer is not stored yet: polling takes it from here.
@@ -75,16 +77,16 @@ async def crewai_callback(request: Request, request_id: str, token: str) -> HTTP
         log_event(log, "crew.amp_callback", level=30, request_id=request_id, outcome="status_unusable",
                   error=str(exc))
         with contextlib.suppress(StorageUnavailable):
-            await svc.writer.transact(lambda tx: tx.poll_now(request_id, time.time()))
-            svc.wake.set()
+            await runtime.state.write(lambda tx: tx.jobs.poll_now(request_id, time.time()))
+            runtime.work_queued()
         return json({"status": "noted"})
     if not isinstance(result, Answered):
         log_event(log, "crew.amp_callback", request_id=request_id, outcome="still_running")
         return json({"status": "running"})
     try:
-        outcome = await svc.writer.transact(lambda tx: tx.complete_async(request_id, result.actions, time.time()))
+        outcome = await runtime.state.write(lambda tx: tx.jobs.complete_async(request_id, result.actions, time.time()))
     except StorageUnavailable:
-        return json({"status": "unavailable", "error": "storage unavailable"}, status=503)
+        raise Unavailable("storage unavailable") from None
     log_event(log, "crew.amp_callback", request_id=request_id, outcome=outcome, actions=len(result.actions))
-    svc.wake.set()
+    runtime.work_queued()
     return json({"status": outcome})

@@ -19,6 +19,6 @@ bp = Blueprint("health")
 
 @bp.get("/health")
 async def health(request: Request) -> HTTPResponse:
-    doc = await request.app.ctx.health.snapshot()
+    doc = await request.app.ctx.runtime.health.snapshot()
     body = {**with_ages(doc, time.time()), "version": __version__}
     return json(body, status=503 if doc["status"] == "down" else 200)

@@ -1,13 +1,21 @@
-"""Provides GET /metrics: Prometheus text, or JSON (``Accept: application/json``/``?format=json``)."""
+"""Provides GET /metrics: Prometheus text, or JSON (``Accept: application/json``/``?format=json``).
+
+Counters and histograms are the stored totals of every sidecar process plus this process's
+increments not flushed yet; gauges (queue depth, dead letters, crew calls in flight) are read now.
+"""
 
 from __future__ import annotations
 
-import contextlib
+import time
+from typing import Any
 
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json, text
 
-from state import StateError
+from sidecar.ops.health import crew_calls
+from sidecar.ops.metrics import Snapshot
+from sidecar.runtime import Runtime
+from state import StateError, Tx
 
 bp = Blueprint("metrics")
 
@@ -20,15 +28,34 @@ def _wants_json(request: Request) -> bool:
     return "application/json" in request.headers.get("accept", "")
 
 
+async def snapshot(runtime: Runtime) -> Snapshot:
+    """Every figure as exposed (also used by /webhook/status)."""
+    def read(tx: Tx) -> tuple[Any, Any, Any]:
+        now = time.time()
+        return tx.metrics.totals(), tx.jobs.stats(now), tx.processes.live(now)
+
+    try:
+        totals, stats, processes = await runtime.state.read(read)
+    except StateError:
+        return runtime.metrics.snapshot([])
+    snap = runtime.metrics.snapshot(totals)
+    snap.gauges[("connector_queue_depth", ())] = stats.depth
+    snap.gauges[("connector_dead_letters", ())] = stats.dead
+    config = runtime.config.current
+    for name, figures in crew_calls(processes).items():
+        snap.gauges[("connector_crew_in_flight", (("backend", name),))] = figures["in_flight"]
+    runtime.crews.refresh(config)
+    for name in runtime.crews.all_backends():
+        crew = config.crew(name)
+        limit = crew.max_in_flight if crew is not None else config.mcp_crew.max_in_flight
+        snap.gauges[("connector_crew_in_flight_limit", (("backend", name),))] = limit
+        snap.gauges.setdefault(("connector_crew_in_flight", (("backend", name),)), 0)
+    return snap
+
+
 @bp.get("/metrics")
 async def metrics(request: Request) -> HTTPResponse:
-    svc = request.app.ctx.services
-    # Gauges are read now rather than from the last flush, so a scrape right after a start
-    # already has them.
-    with contextlib.suppress(StateError):
-        stats = await svc.writer.call(svc.writer.store.queue_stats)
-        svc.metrics.set_gauge("connector_queue_depth", stats.depth)
-        svc.metrics.set_gauge("connector_dead_letters", stats.dead)
+    snap = await snapshot(request.app.ctx.runtime)
     if _wants_json(request):
-        return json(svc.metrics.to_json())
-    return text(svc.metrics.render_prometheus(), content_type=PROMETHEUS_CONTENT_TYPE)
+        return json(snap.to_json())
+    return text(snap.render_prometheus(), content_type=PROMETHEUS_CONTENT_TYPE)

@@ -1,7 +1,7 @@
 """Provides GET /webhook/status: intake figures for operators (no secrets, no bodies).
 
-Counts come from the persisted ``connector_webhooks_received_total`` counters, so they
-survive restarts; the last rejection is kept in memory (since this process started).
+Counts come from the persisted ``connector_webhooks_received_total`` counters, so they survive
+restarts; the last rejection is kept in memory (since this process started).
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from typing import Any
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 
-from state import StateError
+from sidecar.http.routes.metrics import snapshot
+from sidecar.runtime import Runtime
+from state import StateError, Tx
 
 bp = Blueprint("webhook_status")
 
@@ -22,16 +24,22 @@ _COUNTER = "connector_webhooks_received_total"
 
 @bp.get("/webhook/status")
 async def webhook_status(request: Request) -> HTTPResponse:
-    svc, intake = request.app.ctx.services, request.app.ctx.intake
-    counts: dict[str, int] = {o: int(svc.metrics.counter_total(_COUNTER, outcome=o)) for o in OUTCOMES}
-    unavailable = int(svc.metrics.counter_total(_COUNTER, outcome="storage_unavailable"))
+    runtime: Runtime = request.app.ctx.runtime
+    intake = runtime.intake
+    snap = await snapshot(runtime)
+    counts: dict[str, int] = {o: int(snap.counter_total(_COUNTER, outcome=o)) for o in OUTCOMES}
+    unavailable = int(snap.counter_total(_COUNTER, outcome="storage_unavailable"))
     queue: dict[str, Any]
     last_at = intake.last_delivery_at
+
+    def read(tx: Tx) -> tuple[Any, Any, float | None]:
+        now = time.time()
+        return tx.jobs.stats(now), tx.journal.backlog(now), tx.journal.last_received_at()
+
     try:
-        store = svc.writer.store
-        stats, backlog = await svc.writer.call(lambda: (store.queue_stats(), store.journal_backlog()))
+        stats, backlog, stored_last = await runtime.state.read(read)
         if last_at is None:  # after a restart: the newest stored delivery
-            last_at = await svc.writer.call(svc.writer.store.last_delivery_at)
+            last_at = stored_last
         queue = {"depth": stats.depth, "pending": stats.pending, "in_flight": stats.in_flight,
                  "waiting": stats.waiting, "dead_letters": stats.dead,
                  "oldest_pending_age": stats.oldest_pending_age,

@@ -31,7 +31,7 @@ def crews(**entries: dict[str, Any]) -> dict[str, Any]:
 
 
 def jobs_of(proc: SidecarProcess, account_id: int, conversation_id: int) -> list[Job]:
-    return proc.query(lambda store: store.jobs_for_conversation(account_id, conversation_id))
+    return proc.query(lambda store: store.jobs.for_conversation(account_id, conversation_id))
 
 
 async def finished_job(proc: SidecarProcess, account_id: int, conversation_id: int, state: str = "done") -> Job:

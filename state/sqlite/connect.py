@@ -1,4 +1,4 @@
-"""Provides connection set-up for the connector's SQLite file (writer and readers)."""
+"""Provides connection set-up for the connector's SQLite file (writers and readers) and its schema check."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ from urllib.parse import quote
 from sqlite_utils import Database
 
 from state.errors import DatabaseMissing, SchemaMismatch, StorageUnavailable
-from state.migrations import KNOWN_MIGRATIONS, MIGRATIONS
+from state.sqlite.migrations import KNOWN_MIGRATIONS, MIGRATIONS
 
 SCHEMA_NAME = "connector"
 
-# Chatwoot does not resend account webhooks, so the ingest commit must survive an OS
-# crash, not only a process crash: WAL + synchronous=FULL (see docs/reliability.md).
+# Chatwoot does not resend account webhooks, so the ingest commit must survive an OS crash, not
+# only a process crash: WAL + synchronous=FULL (docs/reliability.md). Bookkeeping commits switch
+# to NORMAL (state.sqlite.database): in WAL mode a later FULL commit makes them durable too.
 _WRITER_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=FULL",
@@ -91,19 +92,3 @@ def check_schema(conn: sqlite3.Connection) -> None:
             f"the database schema is older than this version (missing: {', '.join(missing)}); "
             "start the sidecar once to upgrade it"
         )
-
-
-def open_store(path: str, *, readonly: bool = False, migrate: bool = False):  # noqa: ANN201
-    """Opens the store at ``path``.
-
-    Args:
-        path: the SQLite file shared by the sidecar and the console.
-        readonly: open a connection that cannot write (the console).
-        migrate: apply pending migrations (only the sidecar, at start-up).
-
-    Returns:
-        A :class:`state.store.Store`.
-    """
-    from state.store import Store
-
-    return Store(path, readonly=readonly, migrate=migrate)

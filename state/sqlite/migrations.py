@@ -1,10 +1,12 @@
-"""Provides the numbered schema migrations of the connector's SQLite database.
+"""Provides the numbered schema migrations of the connector's SQLite database (sqlite-utils).
 
 Never edit a migration once it has shipped: add a new one. The console compares the
 applied names with :data:`MIGRATIONS` to tell an older schema from a current one.
 """
 
 from __future__ import annotations
+
+import json
 
 from sqlite_utils import Database, Migrations
 
@@ -206,5 +208,57 @@ def m0002_pending_deliveries(db: Database) -> None:
     db.execute("CREATE INDEX idx_deliveries_pending ON deliveries(id) WHERE outcome = 'pending'")
 
 
-KNOWN_MIGRATIONS = ("0001_initial", "0002_pending_deliveries")
+@MIGRATIONS(name="0003_processes_and_additive_metrics")
+def m0003_processes_and_additive_metrics(db: Database) -> None:
+    """Several processes (Sanic intake workers, the queue worker's own process) share the state:
+    metrics become sums each process adds to (a row per counter, per histogram bucket, sum and
+    count), processes announce themselves, once-only work takes a lease, and a worker renews
+    all its leases in one statement."""
+    db.execute("""CREATE TABLE metric_values (
+        name TEXT NOT NULL,
+        labels TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        part TEXT NOT NULL,
+        value REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (name, labels, part)
+    )""")
+    for name, labels, kind, value, updated_at in db.execute(
+            "SELECT name, labels, kind, value, updated_at FROM metrics").fetchall():
+        for part, number in _metric_parts(kind, value):
+            db.execute("INSERT INTO metric_values VALUES (?,?,?,?,?,?)", (name, labels, kind, part, number, updated_at))
+    db.execute("DROP TABLE metrics")
+    db.execute("""CREATE TABLE processes (
+        id TEXT PRIMARY KEY,
+        role TEXT NOT NULL,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        version TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        seen_at REAL NOT NULL,
+        info TEXT NOT NULL DEFAULT '{}'
+    )""")
+    db.execute("""CREATE TABLE leases (
+        name TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        expires_at REAL NOT NULL
+    )""")
+    db.execute("CREATE INDEX idx_jobs_lease ON jobs(lease_owner) WHERE state = 'in_flight'")
+
+
+def _metric_parts(kind: str, text: str) -> list[tuple[str, float]]:
+    """The old metrics table kept a JSON value per series: a number, or a histogram document."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return []
+    if kind == "histogram" and isinstance(value, dict):
+        parts = [(f"b{i}", float(c)) for i, c in enumerate(value.get("counts") or [])]
+        return [*parts, ("sum", float(value.get("sum", 0.0))), ("count", float(value.get("count", 0)))]
+    if isinstance(value, int | float):
+        return [("", float(value))]
+    return []
+
+
+KNOWN_MIGRATIONS = ("0001_initial", "0002_pending_deliveries", "0003_processes_and_additive_metrics")
 """Every migration name this version knows, in order (checked by a test)."""

@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-
-def _loads(text: str | None, default: Any) -> Any:
-    if not text:
-        return default
-    try:
-        return json.loads(text)
-    except ValueError:
-        return default
+from state.sql import loads_or as _loads
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +62,8 @@ class ConversationRow:
     last_message_role: str
     created_at: float
     updated_at: float
+    last_activity_at: float | None = None
+    """Chatwoot's own last activity time (orders snapshots that arrive out of order)."""
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> ConversationRow:
@@ -98,6 +92,7 @@ class ConversationRow:
             last_message_role=row["last_message_role"],
             created_at=row["created_at"],
             updated_at=row["updated_at"],
+            last_activity_at=row.get("last_activity_at"),
         )
 
 
@@ -161,7 +156,8 @@ class Job:
     route_source: str | None
     route_reason: str | None
     route_confidence: float | None
-    envelope: dict[str, Any] | None
+    envelope_json: str | None
+    """The crew request exactly as stored (every attempt sends these bytes)."""
     actions: tuple[dict[str, Any], ...] | None
     external_id: str | None
     last_error: str
@@ -169,6 +165,12 @@ class Job:
     created_at: float
     updated_at: float
     finished_at: float | None
+
+    @property
+    def envelope(self) -> dict[str, Any] | None:
+        """The stored crew request, parsed (None until the job was routed)."""
+        doc = _loads(self.envelope_json, None)
+        return doc if isinstance(doc, dict) else None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Job:
@@ -192,7 +194,7 @@ class Job:
             route_source=row["route_source"],
             route_reason=row["route_reason"],
             route_confidence=row["route_confidence"],
-            envelope=_loads(row["envelope"], None),
+            envelope_json=row["envelope"],
             actions=tuple(actions) if isinstance(actions, list) else None,
             external_id=row["external_id"],
             last_error=row["last_error"],

@@ -1,0 +1,245 @@
+"""Provides the crew step's transactions: claim and prepare jobs, start an attempt, store an answer.
+
+Everything a crew request needs is decided and stored in the transaction that claims the job, on
+the state writer's thread, in one commit for the whole batch: ownership is checked, the local rules
+pick the crew, the envelope is built and stored, and the attempt is counted before the request
+goes out, so every retry sends the identical body under the same Idempotency-Key. Only a decision
+engine (an HTTP call) splits this in two: claim first, then :func:`start_call`.
+
+When the answer is back, :func:`store_answer` records the attempt, stores the actions and commits
+the first reply step's intent row (sidecar.outbound.replies) in one durable commit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sidecar.config import Config
+from sidecar.crew.breaker import BreakerBoard
+from sidecar.crew.envelope import build_envelope, burst_text
+from sidecar.inbound import ownership
+from sidecar.outbound.replies import _Opening, open_first_step
+from sidecar.queue.routing import Decision, RoutingInput, decide_by_rules
+from state import ConversationRow, Job, MessageRow, Route, Tx
+from state.sql import dumps
+
+CALL, APPLY, POLL, DECIDE, SKIPPED, ERROR = "call", "apply", "poll", "decide", "skipped", "error"
+
+
+@dataclass(frozen=True, slots=True)
+class Backend:
+    """What the claim transaction needs to know of the back-end serving a crew."""
+
+    name: str
+    kind: str
+    breaker_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Prepare:
+    """What preparing a job needs, read once per claim (the live config at that moment)."""
+
+    owner: str
+    config: Config
+    backend: Callable[[str], Backend]
+    breakers: BreakerBoard
+    engine: bool
+    """A decision engine is configured: fresh jobs are routed after the claim, over HTTP."""
+
+    @property
+    def callback_url(self) -> str:
+        public = self.config.server.public_url.rstrip("/")
+        return f"{public}/webhook/mcp-crew" if public else ""
+
+
+@dataclass(frozen=True, slots=True)
+class Work:
+    """A claimed job and what the worker does with it next."""
+
+    kind: str
+    job: Job
+    channel: str = ""
+    decision: Decision | None = None
+    """A fresh local decision (logged and counted by the worker)."""
+    reason: str = ""
+    context: tuple[ConversationRow, list[MessageRow], list[MessageRow]] | None = None
+    """DECIDE: the conversation, the burst and the history, for the decision engine."""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def claim(tx: Tx, prepare: Prepare, now: float, limit: int) -> list[Work]:
+    """Claims up to ``limit`` ready jobs and prepares each (one savepoint per job: a job whose
+    preparation fails is handed back as ERROR, the others go on)."""
+    processing = prepare.config.processing
+    jobs = tx.jobs.claim(prepare.owner, now, processing.lease_seconds, limit)
+    out: list[Work] = []
+    for job in jobs:
+        try:
+            with tx.savepoint():
+                out.append(_prepare(tx, job, prepare, now))
+        except Exception as exc:  # noqa: BLE001 - one bad job must not stop the batch
+            out.append(Work(ERROR, job, reason=f"internal error: {type(exc).__name__}", extra={"error": repr(exc)}))
+    return out
+
+
+def _prepare(tx: Tx, job: Job, prepare: Prepare, now: float) -> Work:
+    if job.actions is not None:
+        return Work(APPLY, job)
+    conv = tx.conversations.get(job.account_id, job.conversation_id)
+    if conv is None:
+        _finish(tx, job, prepare.owner, "cancelled", "conversation unknown", now)
+        return Work(SKIPPED, job, reason="conversation unknown")
+    if job.outcome != "failed":
+        owns, why = ownership.bot_owns(conv)
+        if not owns:
+            reason = f"not sent to a crew: {why}"
+            _finish(tx, job, prepare.owner, "cancelled", reason, now)
+            return Work(SKIPPED, job, reason=reason)
+    if job.crew is not None and job.external_id is not None:
+        return Work(POLL, job, channel=conv.channel)
+    decision: Decision | None = None
+    route: Route | None = None
+    envelope_json: str | None = None
+    if job.crew is None or job.envelope_json is None:
+        burst = tx.messages.by_ids(job.account_id, job.conversation_id, list(job.message_ids))
+        history = tx.messages.history(job.account_id, job.conversation_id,
+                                      prepare.config.context.max_messages, list(job.message_ids))
+        if job.crew is None:
+            if prepare.engine:
+                return Work(DECIDE, job, channel=conv.channel, context=(conv, burst, history))
+            decision = decide_by_rules(prepare.config, RoutingInput(
+                channel=conv.channel, inbox_id=conv.inbox_id, text=burst_text(burst), labels=conv.labels))
+        crew = decision.crew if decision is not None else job.crew
+        assert crew is not None
+        backend = prepare.backend(crew)
+        if decision is not None:
+            route = Route(decision.crew, backend.kind, decision.source, decision.reason, decision.confidence)
+        envelope_json = dumps(_envelope(job, conv, burst, history, route, prepare))
+    crew = route.crew if route is not None else job.crew
+    assert crew is not None
+    backend = prepare.backend(crew)
+    if route is not None:
+        _record_route(tx, job, route, now)
+    breaker = prepare.breakers.get(backend.breaker_key)
+    if not breaker.allow():
+        # Deferred without using up an attempt: the back-end is known to be down. The route and
+        # envelope are kept, so the next try sends the same body.
+        if tx.jobs.store_route(job.id, prepare.owner, route, envelope_json, now):
+            tx.jobs.schedule_retry(job.id, prepare.owner, breaker.retry_at(), "circuit breaker open", now)
+        return Work(SKIPPED, _routed(job, route, envelope_json), decision=decision, reason="deferred_breaker_open")
+    attempt = tx.jobs.start_attempt(job.id, prepare.owner, now, route=route, envelope_json=envelope_json)
+    if attempt is None:
+        return Work(SKIPPED, job, reason="lease lost")
+    return Work(CALL, dataclasses.replace(_routed(job, route, envelope_json), attempts=attempt), channel=conv.channel,
+                decision=decision)
+
+
+def _envelope(job: Job, conv: ConversationRow, burst: list[MessageRow], history: list[MessageRow],
+              route: Route | None, prepare: Prepare) -> dict[str, Any]:
+    if route is not None:
+        crew, routing = route.crew, {"crew": route.crew, "source": route.source, "reason": route.reason,
+                                     "confidence": route.confidence}
+    else:
+        crew, routing = job.crew or "", {"crew": job.crew, "source": job.route_source, "reason": job.route_reason,
+                                         "confidence": job.route_confidence}
+    return build_envelope(job=job, conversation=conv, burst=burst, history=history, crew=crew, route=routing,
+                          callback_url=prepare.callback_url)
+
+
+def _routed(job: Job, route: Route | None, envelope_json: str | None) -> Job:
+    if route is None and envelope_json is None:
+        return job
+    changes: dict[str, Any] = {}
+    if route is not None:
+        changes.update(crew=route.crew, backend=route.backend, route_source=route.source,
+                       route_reason=route.reason, route_confidence=route.confidence)
+    if envelope_json is not None:
+        changes["envelope_json"] = envelope_json
+    return dataclasses.replace(job, **changes)
+
+
+def _record_route(tx: Tx, job: Job, route: Route, now: float) -> None:
+    tx.decisions.record(job_id=job.id, account_id=job.account_id, conversation_id=job.conversation_id,
+                        crew=route.crew, source=route.source, reason=route.reason, confidence=route.confidence,
+                        now=now)
+    tx.conversations.set_crew(job.account_id, job.conversation_id, route.crew)
+
+
+def _finish(tx: Tx, job: Job, owner: str, state: str, reason: str, now: float) -> None:
+    tx.jobs.finish(job.id, owner, state, state, reason, now)
+
+
+def start_call(tx: Tx, work: Work, owner: str, decision: Decision, backend: Backend, callback_url: str,
+               allow: Callable[[], bool], retry_at: Callable[[], float]) -> Work:
+    """After the decision engine answered: route, envelope and attempt in one commit."""
+    assert work.context is not None
+    conv, burst, history = work.context
+    job = work.job
+    now = time.time()
+    route = Route(decision.crew, backend.kind, decision.source, decision.reason, decision.confidence)
+    routing = {"crew": route.crew, "source": route.source, "reason": route.reason, "confidence": route.confidence}
+    envelope_json = dumps(build_envelope(job=job, conversation=conv, burst=burst, history=history, crew=route.crew,
+                                         route=routing, callback_url=callback_url))
+    if not tx.jobs.store_route(job.id, owner, route, envelope_json, now):
+        return Work(SKIPPED, job, reason="lease lost")
+    _record_route(tx, job, route, now)
+    if not allow():
+        tx.jobs.schedule_retry(job.id, owner, retry_at(), "circuit breaker open", now)
+        return Work(SKIPPED, _routed(job, route, envelope_json), decision=decision, reason="deferred_breaker_open")
+    attempt = tx.jobs.start_attempt(job.id, owner, now)
+    if attempt is None:
+        return Work(SKIPPED, job, reason="lease lost")
+    return Work(CALL, dataclasses.replace(_routed(job, route, envelope_json), attempts=attempt), channel=conv.channel,
+                decision=decision)
+
+
+def store_handoff(tx: Tx, work: Work, owner: str, decision: Decision, backend: Backend) -> Job | None:
+    """The decision engine asked for a human: route and hand-off action in one commit."""
+    job = work.job
+    now = time.time()
+    route = Route(decision.crew, backend.kind, decision.source, decision.reason, decision.confidence)
+    actions = ({"type": "handoff", "reason": decision.reason or "decision engine asked for a human"},)
+    if not tx.jobs.store_route(job.id, owner, route, None, now):
+        return None
+    _record_route(tx, job, route, now)
+    tx.jobs.store_actions(job.id, owner, actions, now)
+    return tx.jobs.get(job.id)
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRow:
+    """A crew attempt's record, written in the same commit as what the attempt produced."""
+
+    job_id: int
+    request_id: str
+    crew: str
+    backend: str
+    attempt: int
+    started_at: float
+    duration: float
+    outcome: str
+    status_code: int | None
+    error: str
+
+    def write(self, tx: Tx) -> None:
+        tx.decisions.record_attempt(job_id=self.job_id, request_id=self.request_id, crew=self.crew,
+                                    backend=self.backend, attempt=self.attempt, started_at=self.started_at,
+                                    duration=self.duration, outcome=self.outcome, status_code=self.status_code,
+                                    error=self.error)
+
+
+def store_answer(tx: Tx, job: Job, owner: str, row: AttemptRow | None, actions: tuple[dict[str, Any], ...]
+                 ) -> tuple[Job, _Opening | None] | None:
+    """The crew's answer, its attempt and the first reply step's intent row, in one commit
+    (None: the lease is lost, someone else handles the job now)."""
+    now = time.time()
+    if row is not None:
+        row.write(tx)
+    if not tx.jobs.store_actions(job.id, owner, actions, now):
+        return None
+    answered = dataclasses.replace(job, actions=actions)
+    return answered, open_first_step(tx, answered, now)

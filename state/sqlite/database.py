@@ -1,0 +1,216 @@
+"""Provides SqliteDatabase: the connector's state in one SQLite file (WAL), opened for writing or reading.
+
+Writers use ``BEGIN IMMEDIATE`` (a read-then-write transaction never fails with SQLITE_BUSY on lock
+promotion) and a busy timeout, so several processes can write the same file: SQLite's own lock
+serialises them. A failed statement drops the connection; the next use opens a new one, so the
+sidecar recovers by itself once storage is back (full disk, read-only file).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from state.errors import StateError, StorageUnavailable
+from state.sql import SQLITE, Sql
+from state.sqlite.connect import apply_migrations, check_schema, connect_reader, connect_writer
+from state.tx import Tx
+
+T = TypeVar("T")
+Unit = Callable[[Tx], Any]
+
+
+def error_kind(exc: BaseException) -> type[StateError] | None:
+    """SQLite's storage trouble (full disk, I/O error, lock, read-only file) vs a statement's fault."""
+    if isinstance(exc, sqlite3.OperationalError):
+        return StorageUnavailable
+    if isinstance(exc, sqlite3.Error):
+        return StateError
+    return None
+
+
+class SqliteDatabase:
+    """One connection to the state file; not thread-safe by itself (callers serialise)."""
+
+    kind = "sqlite"
+
+    def __init__(self, path: str, *, readonly: bool = False, migrate: bool = False) -> None:
+        self.path = path
+        self.location = path
+        self.readonly = readonly
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        self._tx: Tx | None = None
+        self._synchronous = "FULL"
+        self._connect()
+        if migrate and not readonly:
+            try:
+                apply_migrations(self._conn)  # type: ignore[arg-type]
+            except sqlite3.Error as exc:
+                raise StorageUnavailable(f"cannot migrate {path}: {exc}") from exc
+        check_schema(self.conn)
+
+    # -- connection ----------------------------------------------------------------------------
+    def _connect(self) -> None:
+        self._conn = connect_reader(self.path) if self.readonly else connect_writer(self.path)
+        self._tx = Tx(Sql(self._conn, SQLITE), error_kind)
+        self._synchronous = "FULL"
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            # The previous connection failed: try again, so the sidecar recovers by itself.
+            self._connect()
+        assert self._conn is not None
+        return self._conn
+
+    @property
+    def tx(self) -> Tx:
+        self.conn  # noqa: B018 - reconnects if needed
+        assert self._tx is not None
+        return self._tx
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def _drop_connection(self) -> None:
+        try:
+            if self._conn is not None:
+                self._conn.close()
+        except sqlite3.Error:
+            pass
+        self._conn = None
+
+    # -- writes ------------------------------------------------------------------------------------
+    def _begin(self, durable: bool) -> sqlite3.Connection:
+        """BEGIN IMMEDIATE, after setting how durable the commit must be.
+
+        Only what an outside party relies on needs an fsync per commit (synchronous=FULL): a
+        journaled delivery (Chatwoot never resends it) and the intent row before a Chatwoot call
+        (never post twice). Other commits use NORMAL: WAL commits stay in order, so the next FULL
+        commit makes them durable too, and after an OS crash the few lost ones are redone.
+        """
+        if self.readonly:
+            raise StateError("this database was opened read-only")
+        try:
+            conn = self.conn
+            wanted = "FULL" if durable else "NORMAL"
+            if wanted != self._synchronous:
+                conn.execute(f"PRAGMA synchronous={wanted}")
+                self._synchronous = wanted
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            self._drop_connection()
+            raise StorageUnavailable(str(exc)) from exc
+        return conn
+
+    def _abort(self, conn: sqlite3.Connection, *, drop: bool) -> None:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            drop = True
+        if drop:
+            self._drop_connection()
+
+    @contextmanager
+    def transaction(self, *, durable: bool = True) -> Iterator[Tx]:
+        """One write transaction; storage errors become StorageUnavailable and leave nothing
+        half-written."""
+        with self._lock:
+            conn = self._begin(durable)
+            try:
+                yield self.tx
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._abort(conn, drop=True)
+                raise StorageUnavailable(str(exc)) from exc
+            except BaseException:
+                self._abort(conn, drop=False)
+                raise
+
+    def write(self, unit: Callable[..., T], *args: Any, durable: bool = True) -> T:
+        with self.transaction(durable=durable) as tx:
+            return unit(tx, *args)
+
+    def run_group(self, units: Sequence[Unit], *, durable: bool) -> list[tuple[bool, Any]]:
+        """Group commit: several independent units in ONE transaction and one COMMIT (one fsync).
+
+        Each unit runs in its own SAVEPOINT, so a unit that raises is undone alone and only that
+        unit gets its exception (an SQLite error becomes StorageUnavailable). Returns, per unit,
+        ``(True, result)`` or ``(False, exception)``, and only after the COMMIT returned: no unit is
+        reported done before it is durable. If BEGIN, a savepoint rollback or the COMMIT fails,
+        every unit gets StorageUnavailable and nothing of the group is written.
+        """
+        with self._lock:
+            try:
+                conn = self._begin(durable)
+            except StorageUnavailable as exc:
+                return [(False, exc) for _ in units]
+            outcomes: list[tuple[bool, Any]] = []
+            try:
+                tx = self.tx
+                for unit in units:
+                    if len(units) == 1:  # nothing to isolate it from: the transaction is its savepoint
+                        try:
+                            outcomes.append((True, unit(tx)))
+                        except Exception as exc:  # noqa: BLE001 - handed to the unit's caller
+                            self._abort(conn, drop=isinstance(exc, sqlite3.Error))
+                            return [(False, StorageUnavailable(str(exc)) if isinstance(exc, sqlite3.Error) else exc)]
+                        continue
+                    conn.execute("SAVEPOINT unit")
+                    try:
+                        result = unit(tx)
+                    except Exception as exc:  # noqa: BLE001 - handed to that unit's caller
+                        conn.execute("ROLLBACK TO unit")
+                        conn.execute("RELEASE unit")
+                        outcomes.append((False, StorageUnavailable(str(exc))
+                                         if isinstance(exc, sqlite3.Error) else exc))
+                    else:
+                        conn.execute("RELEASE unit")
+                        outcomes.append((True, result))
+                if not conn.in_transaction:
+                    raise sqlite3.OperationalError("the group's transaction was rolled back by SQLite")
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._abort(conn, drop=True)
+                return [(False, StorageUnavailable(str(exc))) for _ in units]
+            except BaseException:
+                self._abort(conn, drop=False)
+                raise
+            return outcomes
+
+    # -- reads --------------------------------------------------------------------------------------
+    def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """A read on this connection. On a read-only database each statement runs in autocommit
+        mode, so no read transaction outlives its statement (checkpoints are never held back)."""
+        with self._lock:
+            try:
+                return fn(self.tx, *args)
+            except sqlite3.OperationalError as exc:
+                self._drop_connection()
+                raise StorageUnavailable(str(exc)) from exc
+            except sqlite3.Error as exc:
+                raise StateError(str(exc)) from exc
+
+    def change_marker(self) -> int:
+        """A number that changes whenever another connection commits (a cheap change check)."""
+        with self._lock:
+            return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def probe_write(self) -> float:
+        """A real write and read back; returns the seconds it took (the health check)."""
+        started = time.monotonic()
+        token = uuid.uuid4().hex
+        with self.transaction(durable=True) as tx:
+            tx.documents.put("health.probe", {"token": token}, time.time())
+        if (self.read(lambda t: t.documents.get("health.probe")) or {}).get("token") != token:
+            raise StorageUnavailable("health probe did not read back what it wrote")
+        return time.monotonic() - started

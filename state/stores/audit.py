@@ -1,0 +1,34 @@
+"""Provides Audit: who changed the configuration and what operators did, with when."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from state.records import AuditEntry, OperatorAction
+from state.sql import Sql, dumps, loads_or
+
+
+class Audit:
+    __slots__ = ("sql",)
+
+    def __init__(self, sql: Sql) -> None:
+        self.sql = sql
+
+    def config_change(self, actor: str, keys: Sequence[str], changes: dict[str, Any], now: float) -> None:
+        """A config change; ``changes`` must already have its secrets masked."""
+        self.sql.execute("INSERT INTO config_audit(at, actor, keys, changes) VALUES (?,?,?,?)",
+                         (now, actor, dumps(list(keys)), dumps(changes)))
+
+    def operator_action(self, actor: str, action: str, target: str, detail: str, now: float) -> None:
+        self.sql.execute("INSERT INTO operator_actions(at, actor, action, target, detail) VALUES (?,?,?,?,?)",
+                         (now, actor, action, target, detail))
+
+    def config_changes(self, limit: int = 100) -> list[AuditEntry]:
+        return [AuditEntry(id=r["id"], at=r["at"], actor=r["actor"], keys=tuple(loads_or(r["keys"], [])),
+                           changes=loads_or(r["changes"], {}))
+                for r in self.sql.all("SELECT * FROM config_audit ORDER BY id DESC LIMIT ?", (limit,))]
+
+    def operator_actions(self, limit: int = 100) -> list[OperatorAction]:
+        return [OperatorAction(**r) for r in self.sql.all(
+            "SELECT * FROM operator_actions ORDER BY id DESC LIMIT ?", (limit,))]

@@ -1,0 +1,99 @@
+"""Provides Conversations: the stored view of each Chatwoot conversation and who answers it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from state.errors import StateError
+from state.records import ConversationRow
+from state.sql import Sql, dumps
+from state.vocabulary import OWNERS
+
+FIELDS = frozenset({
+    "inbox_id", "inbox_name", "channel", "channel_type", "contact_id", "contact_name", "contact_json",
+    "status", "assignee_type", "assignee_id", "team_id", "labels", "can_reply", "crew", "last_message_at",
+    "last_message_preview", "last_message_role", "last_activity_at",
+})
+"""Columns a caller may set; the owner changes only through :meth:`Conversations.set_owner`."""
+_JSON_FIELDS = ("labels", "contact_json")
+
+
+class Conversations:
+    __slots__ = ("sql",)
+
+    def __init__(self, sql: Sql) -> None:
+        self.sql = sql
+
+    def get(self, account_id: int, conversation_id: int) -> ConversationRow | None:
+        row = self.sql.one("SELECT * FROM conversations WHERE account_id=? AND conversation_id=?",
+                           (account_id, conversation_id))
+        return ConversationRow.from_row(row) if row else None
+
+    def last_activity_at(self, account_id: int, conversation_id: int) -> float | None:
+        return self.sql.scalar("SELECT last_activity_at FROM conversations WHERE account_id=? AND conversation_id=?",
+                               (account_id, conversation_id))
+
+    def upsert(self, account_id: int, conversation_id: int, now: float, **fields: Any) -> None:
+        """Creates the conversation or updates the given fields (the others keep their values)."""
+        unknown = set(fields) - FIELDS
+        if unknown:
+            raise StateError(f"unknown conversation fields: {sorted(unknown)}")
+        values = {k: (dumps(v) if k in _JSON_FIELDS and not isinstance(v, str) else v) for k, v in fields.items()}
+        names = list(values)
+        cols = ["account_id", "conversation_id", "created_at", "updated_at", "owner_changed_at", *names]
+        sets = "".join(f"{n}=excluded.{n}, " for n in names)
+        self.sql.execute(
+            f"INSERT INTO conversations({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
+            f"ON CONFLICT(account_id, conversation_id) DO UPDATE SET {sets}updated_at=excluded.updated_at",
+            (account_id, conversation_id, now, now, now, *values.values()),
+        )
+
+    def set_owner(self, account_id: int, conversation_id: int, owner: str, reason: str, now: float) -> None:
+        if owner not in OWNERS:
+            raise StateError(f"not an owner: {owner}")
+        self.sql.execute(
+            "UPDATE conversations SET owner=?, owner_reason=?, owner_changed_at=?, updated_at=? "
+            "WHERE account_id=? AND conversation_id=?", (owner, reason, now, now, account_id, conversation_id))
+
+    def set_crew(self, account_id: int, conversation_id: int, crew: str) -> None:
+        self.sql.execute("UPDATE conversations SET crew=? WHERE account_id=? AND conversation_id=?",
+                         (crew, account_id, conversation_id))
+
+    # -- console ----------------------------------------------------------------------------
+    def page(self, *, channel: str | None = None, crew: str | None = None, owner: str | None = None,
+             text: str | None = None, limit: int = 100, offset: int = 0) -> list[ConversationRow]:
+        """Most recently active first; every filter is optional."""
+        where: list[str] = []
+        params: list[Any] = []
+        if channel:
+            where.append("channel=?")
+            params.append(channel)
+        if crew:
+            where.append("crew=?")
+            params.append(crew)
+        if owner in OWNERS:
+            where.append("owner=?")
+            params.append(owner)
+        if text:
+            # Free text looks at what an operator can see in the row.
+            like = f"%{text.replace('%', '').replace('_', '')}%"
+            op = self.sql.dialect.like
+            where.append(f"(contact_name {op} ? OR inbox_name {op} ? OR last_message_preview {op} ? "
+                         "OR CAST(conversation_id AS TEXT)=?)")
+            params.extend([like, like, like, text.strip()])
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self.sql.all(
+            f"SELECT * FROM conversations {clause} ORDER BY last_message_at DESC LIMIT ? OFFSET ?",
+            [*params, limit, offset])
+        return [ConversationRow.from_row(r) for r in rows]
+
+    def count(self) -> int:
+        return int(self.sql.scalar("SELECT count(*) FROM conversations") or 0)
+
+    def facets(self, limit: int = 100) -> tuple[list[str], list[str]]:
+        """Distinct channels and crews, for filter pickers (walks the two covering indexes)."""
+        channels = self.sql.column(
+            "SELECT DISTINCT channel FROM conversations WHERE channel<>'' ORDER BY channel LIMIT ?", (limit,))
+        crews = self.sql.column(
+            "SELECT DISTINCT crew FROM conversations WHERE crew<>'' ORDER BY crew LIMIT ?", (limit,))
+        return channels, crews

@@ -1,0 +1,83 @@
+"""Provides Journal: the deliveries table, every Chatwoot webhook the sidecar acknowledged.
+
+A delivery is journaled (one INSERT) before Chatwoot gets its 2xx and applied to conversation
+state afterwards, in arrival order. Both UNIQUE keys (delivery id, and ``dedup_key`` = the same
+message under another delivery id) make a repeated delivery a no-op.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from state.records import Delivery, JournalBacklog, PendingDelivery
+from state.sql import Sql
+from state.vocabulary import UNAPPLIED
+
+
+class Journal:
+    __slots__ = ("sql",)
+
+    def __init__(self, sql: Sql) -> None:
+        self.sql = sql
+
+    # -- intake -----------------------------------------------------------------------------
+    def insert(self, *, delivery_id: str | None, dedup_key: str | None, event: str, received_at: float,
+               account_id: int | None, conversation_id: int | None, message_id: int | None, body: str,
+               outcome: str = UNAPPLIED, reason: str = "") -> bool:
+        """Stores a delivery; False when its delivery id or dedup key was seen before."""
+        return self.sql.execute(
+            "INSERT INTO deliveries(delivery_id, dedup_key, event, outcome, reason, received_at, account_id, "
+            "conversation_id, message_id, body) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+            (delivery_id, dedup_key, event, outcome, reason, received_at, account_id, conversation_id,
+             message_id, body),
+        ) == 1
+
+    # -- applier ----------------------------------------------------------------------------
+    def pending(self, limit: int) -> list[PendingDelivery]:
+        """Journaled deliveries not applied yet, oldest first (arrival order is apply order)."""
+        return [PendingDelivery(r["id"], r["delivery_id"], r["received_at"], r["body"]) for r in self.sql.all(
+            "SELECT id, delivery_id, received_at, body FROM deliveries WHERE outcome='pending' ORDER BY id LIMIT ?",
+            (limit,))]
+
+    def set_outcomes(self, outcomes: Sequence[tuple[str, str, int]]) -> None:
+        """(outcome, reason, row id) for each applied delivery."""
+        if outcomes:
+            self.sql.many("UPDATE deliveries SET outcome=?, reason=? WHERE id=?", outcomes)
+
+    def set_outcome(self, row_id: int, outcome: str, reason: str) -> None:
+        self.sql.execute("UPDATE deliveries SET outcome=?, reason=? WHERE id=?", (outcome, reason, row_id))
+
+    # -- reads ------------------------------------------------------------------------------
+    def backlog(self, now: float | None = None) -> JournalBacklog:
+        """Deliveries acknowledged but not applied yet, and how long the oldest has waited.
+
+        Two queries on purpose: the count reads only the partial index, and the oldest is the
+        first pending id (applied in id order). ``min(received_at)`` would visit every pending
+        row: 0.4 s at a 400,000-row backlog, a read long enough to hold back checkpoints.
+        """
+        count = self.sql.scalar("SELECT count(*) FROM deliveries WHERE outcome='pending'")
+        oldest = self.sql.scalar("SELECT received_at FROM deliveries WHERE outcome='pending' ORDER BY id LIMIT 1")
+        now = time.time() if now is None else now
+        return JournalBacklog(int(count or 0), max(0.0, now - oldest) if oldest is not None else None)
+
+    def get(self, delivery_id: str) -> Delivery | None:
+        """The latest delivery stored under ``delivery_id`` (its outcome, once applied)."""
+        row = self.sql.row(
+            "SELECT id, delivery_id, event, outcome, reason, received_at, account_id, conversation_id, message_id "
+            "FROM deliveries WHERE delivery_id=? ORDER BY id DESC LIMIT 1", (delivery_id,))
+        return Delivery(*row) if row else None
+
+    def last_received_at(self) -> float | None:
+        return self.sql.scalar("SELECT max(received_at) FROM deliveries")
+
+    def counts(self) -> dict[str, int]:
+        return {r["outcome"]: r["n"] for r in self.sql.all(
+            "SELECT outcome, count(*) AS n FROM deliveries GROUP BY outcome")}
+
+    def per_minute(self, since: float) -> list[tuple[int, int]]:
+        """(minute epoch, count) buckets of deliveries (any outcome) since ``since``."""
+        bucket = self.sql.dialect.minute_bucket("received_at")
+        return [(int(r["minute"]), r["n"]) for r in self.sql.all(
+            f"SELECT {bucket} AS minute, count(*) AS n FROM deliveries WHERE received_at>=? "
+            "GROUP BY minute ORDER BY minute", (since,))]

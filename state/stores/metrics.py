@@ -1,0 +1,36 @@
+"""Provides MetricValues: counters and histograms that survive restarts and add up across processes.
+
+Every value is a sum: a counter is one row (part ``""``), a histogram one row per bucket plus
+``sum`` and ``count``. Each process adds its own increments (``add``), in one statement per row
+(``value = value + ?``), so several sidecar processes, or replicas on one PostgreSQL database,
+never overwrite each other's figures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from state.sql import Sql
+
+MetricRow = tuple[str, str, str, str, float]
+"""(name, labels as sorted JSON, kind, part, value)."""
+
+
+class MetricValues:
+    __slots__ = ("sql",)
+
+    def __init__(self, sql: Sql) -> None:
+        self.sql = sql
+
+    def add(self, rows: Sequence[MetricRow], now: float) -> None:
+        """Adds increments: (name, labels, kind, part, delta)."""
+        if rows:
+            self.sql.many(
+                "INSERT INTO metric_values(name, labels, kind, part, value, updated_at) VALUES (?,?,?,?,?,?) "
+                "ON CONFLICT(name, labels, part) DO UPDATE SET value=metric_values.value+excluded.value, "
+                "updated_at=excluded.updated_at",
+                [(name, labels, kind, part, delta, now) for name, labels, kind, part, delta in rows])
+
+    def totals(self) -> list[MetricRow]:
+        return [(r["name"], r["labels"], r["kind"], r["part"], r["value"]) for r in self.sql.all(
+            "SELECT name, labels, kind, part, value FROM metric_values ORDER BY name, labels, part")]
