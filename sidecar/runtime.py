@@ -42,6 +42,7 @@ from sidecar.ops.metrics import Metrics
 from sidecar.ops.slots import Slots
 from sidecar.ops.supervise import Supervisor
 from sidecar.outbound.chatwoot import ChatwootClient
+from sidecar.outbound.http11 import Http11
 from sidecar.outbound.replies import ReplyPoster
 from sidecar.queue.pacing import Pacing
 from sidecar.queue.worker import QueueWorker
@@ -124,9 +125,11 @@ class Runtime:
             timeout=aiohttp.ClientTimeout(total=60, sock_connect=5),
             connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=30),
         )
-        self.crews = CrewRegistry(self.session)
+        # The two calls every message makes (crew, Chatwoot) go through a lean keep-alive client.
+        self.http = Http11()
+        self.crews = CrewRegistry(self.session, self.http)
         self.crews.refresh(config)
-        self.chatwoot = ChatwootClient(self.session, self.config, self.metrics, self.slots)
+        self.chatwoot = ChatwootClient(self.session, self.config, self.metrics, self.slots, self.http)
         known = await self.state.read(lambda tx: tx.documents.get(SELF_USER_IDS))
         if isinstance(known, list):
             self.self_user_ids.update(x for x in known if isinstance(x, int))
@@ -202,6 +205,7 @@ class Runtime:
             return
         self._opened = False
         await self.crews.close()  # ends MCP sessions before the loop goes away
+        await self.http.close()
         await self.session.close()
         await asyncio.to_thread(self.state.close)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -17,6 +18,7 @@ from sidecar.crew.base import (
     classify_status,
     parse_actions,
 )
+from sidecar.outbound.http11 import Http11, HttpError
 from sidecar.queue.retry import parse_retry_after
 
 
@@ -34,12 +36,15 @@ class HttpCrewBackend:
         api_key: str,
         dialect: str,
         timeout_seconds: float,
+        http: Http11 | None = None,
     ) -> None:
         self.session = session
+        """For probes; requests go through ``http`` (the lean keep-alive client)."""
+        self.http = http or Http11()
         self.url = url
         self.api_key = api_key
         self.dialect = dialect
-        self.timeout = aiohttp.ClientTimeout(total=timeout_seconds, sock_connect=min(5.0, timeout_seconds))
+        self.timeout_seconds = timeout_seconds
         self.breaker_key = f"http:{url}"
 
     def _headers(self, request_id: str | None = None) -> dict[str, str]:
@@ -59,17 +64,15 @@ class HttpCrewBackend:
         if not self.url:
             raise CrewError("mcp_crew.api_url is not configured", retryable=False, counts_against_backend=False)
         try:
-            async with self.session.post(
-                self.url, data=self._body(request), headers=self._headers(request.request_id),
-                timeout=self.timeout, allow_redirects=False,
-            ) as resp:
-                raw = await resp.read()
-                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-                status = resp.status
+            async with asyncio.timeout(self.timeout_seconds):
+                resp = await self.http.request("POST", self.http.target(self.url), self._headers(request.request_id),
+                                               self._body(request))
         except TimeoutError as exc:
-            raise CrewError(f"crew timed out after {self.timeout.total:g}s", retryable=True) from exc
-        except aiohttp.ClientError as exc:
-            raise CrewError(f"crew unreachable ({type(exc).__name__})", retryable=True) from exc
+            raise CrewError(f"crew timed out after {self.timeout_seconds:g}s", retryable=True) from exc
+        except HttpError as exc:
+            raise CrewError(f"crew unreachable ({type(exc).__name__}: {exc})", retryable=True) from exc
+        raw, status = resp.body, resp.status
+        retry_after = parse_retry_after(resp.headers.get("retry-after"))
         if status == 202 and self.dialect == "connector-v1":
             return Accepted(external_id=request.request_id, status_code=status)
         if status != 200:

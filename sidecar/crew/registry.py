@@ -21,8 +21,9 @@ from sidecar.crew.base import CrewBackend
 from sidecar.crew.http import HttpCrewBackend
 from sidecar.crew.local import LocalCrewBackend
 from sidecar.crew.mcp import McpCrewBackend
+from sidecar.outbound.http11 import Http11
 
-BackendFactory = Callable[[CrewConfig, aiohttp.ClientSession, Config], CrewBackend]
+BackendFactory = Callable[[CrewConfig, aiohttp.ClientSession, Config, Http11], CrewBackend]
 
 
 def callback_secret(crew: CrewConfig, config: Config) -> str:
@@ -31,14 +32,15 @@ def callback_secret(crew: CrewConfig, config: Config) -> str:
 
 
 FACTORIES: dict[str, BackendFactory] = {
-    "http": lambda crew, session, config: HttpCrewBackend(
-        session, url=crew.url, api_key=crew.token, dialect=crew.dialect, timeout_seconds=crew.timeout_seconds
+    "http": lambda crew, session, config, http: HttpCrewBackend(
+        session, url=crew.url, api_key=crew.token, dialect=crew.dialect, timeout_seconds=crew.timeout_seconds,
+        http=http,
     ),
-    "mcp": lambda crew, session, config: McpCrewBackend(crew),
-    "crewai_amp": lambda crew, session, config: AmpCrewBackend(
+    "mcp": lambda crew, session, config, http: McpCrewBackend(crew),
+    "crewai_amp": lambda crew, session, config, http: AmpCrewBackend(
         session, crew, public_url=config.server.public_url, callback_secret=callback_secret(crew, config)
     ),
-    "local": lambda crew, session, config: LocalCrewBackend(crew),
+    "local": lambda crew, session, config, http: LocalCrewBackend(crew),
 }
 
 
@@ -48,8 +50,9 @@ def _identity(crew: CrewConfig, config: Config) -> tuple[Any, ...]:
 
 
 class CrewRegistry:
-    def __init__(self, session: aiohttp.ClientSession) -> None:
+    def __init__(self, session: aiohttp.ClientSession, http: Http11 | None = None) -> None:
         self.session = session
+        self.http = http or Http11()
         self._config: Config | None = None
         self._default: CrewBackend | None = None
         self._named: dict[str, CrewBackend] = {}
@@ -67,6 +70,7 @@ class CrewRegistry:
             api_key=config.mcp_crew.api_key,
             dialect=config.mcp_crew.dialect,
             timeout_seconds=config.mcp_crew.timeout_seconds,
+            http=self.http,
         )
         named: dict[str, CrewBackend] = {}
         built: dict[str, tuple[Any, ...]] = {}
@@ -79,7 +83,7 @@ class CrewRegistry:
             if old is not None and self._built.get(crew.name) == identity:
                 named[crew.name] = old
             else:
-                named[crew.name] = factory(crew, self.session, config)
+                named[crew.name] = factory(crew, self.session, config, self.http)
             built[crew.name] = identity
         retired = [b for name, b in self._named.items() if named.get(name) is not b]
         self._named, self._built = named, built

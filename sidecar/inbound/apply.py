@@ -22,7 +22,7 @@ from sidecar.inbound.payload import (
     normalize,
     parse_json,
 )
-from state import ConversationRow, StorageUnavailable, Tx
+from state import ConversationRow, PendingDelivery, StorageUnavailable, Tx
 from state.vocabulary import BOT
 
 OWN_ECHO_WINDOW_SECONDS = 900.0
@@ -102,24 +102,41 @@ def not_for_the_bot(private: bool, inbox_id: int | None, message_id: int | None,
 
 
 def apply_pending(tx: Tx, settings: ApplySettings, limit: int) -> list[Applied]:
-    """Applies up to ``limit`` journaled deliveries in arrival order, each in its own savepoint:
-    one that cannot be applied is marked ``failed`` (with its reason, and its body kept) instead
-    of blocking every delivery behind it."""
-    applied: list[Applied] = []
-    outcomes: list[tuple[str, str, int]] = []
-    for row in tx.journal.pending(limit):
-        try:
-            with tx.savepoint():
-                result = _apply(tx, normalize(parse_json(row.body)), now=row.received_at, settings=settings)
-            applied.append(Applied(row.delivery_id, row.received_at, result))
-        except StorageUnavailable:
-            raise  # storage trouble: the whole batch is retried later
-        except Exception as exc:  # noqa: BLE001 - a bug on one delivery must not stall the rest
-            result = Outcome("failed", f"could not be applied: {type(exc).__name__}", "")
-            applied.append(Applied(row.delivery_id, row.received_at, result, error=repr(exc)))
-        outcomes.append((result.outcome, result.reason, row.row_id))
-    tx.journal.set_outcomes(outcomes)
+    """Applies up to ``limit`` journaled deliveries in arrival order. A delivery that cannot be
+    applied is marked ``failed`` (with its reason, and its body kept) instead of blocking every
+    delivery behind it.
+
+    Optimistic: the batch runs in one savepoint; only when a delivery fails is the batch undone
+    and applied again one savepoint per delivery (a savepoint costs two statements)."""
+    rows = tx.journal.pending(limit)
+    if not rows:
+        return []
+    try:
+        with tx.savepoint():
+            applied = [Applied(row.delivery_id, row.received_at, _apply_row(tx, row.body, row.received_at, settings))
+                       for row in rows]
+    except StorageUnavailable:
+        raise  # storage trouble: the whole batch is retried later
+    except Exception:  # noqa: BLE001 - find the delivery at fault, below
+        applied = [_apply_alone(tx, row, settings) for row in rows]
+    tx.journal.set_outcomes([(a.result.outcome, a.result.reason, row.row_id) for a, row in zip(applied, rows,
+                                                                                              strict=True)])
     return applied
+
+
+def _apply_row(tx: Tx, body: str, received_at: float, settings: ApplySettings) -> Outcome:
+    return _apply(tx, normalize(parse_json(body)), now=received_at, settings=settings)
+
+
+def _apply_alone(tx: Tx, row: PendingDelivery, settings: ApplySettings) -> Applied:
+    try:
+        with tx.savepoint():
+            return Applied(row.delivery_id, row.received_at, _apply_row(tx, row.body, row.received_at, settings))
+    except StorageUnavailable:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a bug on one delivery must not stall the rest
+        result = Outcome("failed", f"could not be applied: {type(exc).__name__}", "")
+        return Applied(row.delivery_id, row.received_at, result, error=repr(exc))
 
 
 def _snapshot_fields(conv: Conversation) -> dict[str, object]:
@@ -210,5 +227,6 @@ def _apply(tx: Tx, inbound: Inbound, *, now: float, settings: ApplySettings) -> 
     if not msg.content.strip() and not msg.attachments:
         return result("ignored", "empty message")
     assert msg.id is not None
-    job_id = tx.jobs.enqueue(acct, cid, msg.id, now, settings.debounce_seconds, settings.debounce_max_seconds)
+    job_id = tx.jobs.enqueue(acct, cid, msg.id, now, settings.debounce_seconds, settings.debounce_max_seconds,
+                             new_conversation=stored is None)
     return result("accepted", "queued for crew", job_id=job_id)

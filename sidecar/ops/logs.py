@@ -100,6 +100,15 @@ class SafeFormatter(logging.Formatter):
         self.as_json = as_json
 
     def format(self, record: logging.LogRecord) -> str:
+        # Every handler (the file, stderr, the rotation check) formats the record: do it once.
+        cached = record.__dict__.get("_connector_line")
+        if cached is not None and cached[0] == self.as_json:
+            return cached[1]
+        line = self._format(record)
+        record.__dict__["_connector_line"] = (self.as_json, line)
+        return line
+
+    def _format(self, record: logging.LogRecord) -> str:
         raw_fields: dict[str, Any] = getattr(record, "fields", {}) or {}
         fields = {k: _clip(REDACTOR.redact_value(v)) for k, v in raw_fields.items()}
         message = record.getMessage()
@@ -113,6 +122,26 @@ class SafeFormatter(logging.Formatter):
         parts = [self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), record.levelname, escape(message)]
         parts += [f"{k}={_quote(v)}" for k, v in fields.items()]
         return REDACTOR.redact(" ".join(parts))
+
+
+class _RotatingFile(logging.handlers.RotatingFileHandler):
+    """Rotates by size like its parent, but tracks the size itself: the parent's check stats the
+    file twice and seeks for every line (it also formats the line once more)."""
+
+    def __init__(self, path: Path, *, max_bytes: int, backup_count: int) -> None:
+        super().__init__(path, maxBytes=max_bytes, backupCount=backup_count, encoding="utf-8")
+        self._size = path.stat().st_size if path.exists() else 0
+
+    def shouldRollover(self, record: logging.LogRecord) -> int:  # noqa: N802 - the parent's name
+        if self.maxBytes <= 0:
+            return 0
+        line = self.format(record)
+        size = (len(line) if line.isascii() else len(line.encode("utf-8", "replace"))) + 1
+        if self._size + size >= self.maxBytes and self._size > 0:
+            self._size = size  # the line goes into the new file
+            return 1
+        self._size += size
+        return 0
 
 
 def _connector_handlers() -> list[logging.Handler]:
@@ -131,9 +160,7 @@ def setup_logging(log_dir: str, *, level: str, as_json: bool, max_bytes: int, ba
         root.removeHandler(handler)
         handler.close()
     formatter = SafeFormatter(as_json=as_json)
-    file_handler = logging.handlers.RotatingFileHandler(
-        path, maxBytes=max_bytes, backupCount=backup_count, encoding="utf-8"
-    )
+    file_handler = _RotatingFile(path, max_bytes=max_bytes, backup_count=backup_count)
     handlers: list[logging.Handler] = [file_handler]
     if to_stderr:
         handlers.append(logging.StreamHandler(sys.stderr))

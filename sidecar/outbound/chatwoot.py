@@ -7,6 +7,7 @@ crew and never re-posts a message whose creation is still in doubt.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import orjson
 from sidecar.config import Config
 from sidecar.ops.metrics import Metrics
 from sidecar.ops.slots import Slots
+from sidecar.outbound.http11 import Http11, HttpError, Unreachable
 from sidecar.queue.retry import parse_retry_after
 
 
@@ -37,8 +39,10 @@ class ChatwootError(Exception):
 
 class ChatwootClient:
     def __init__(self, session: aiohttp.ClientSession, config: Callable[[], Config], metrics: Metrics,
-                 slots: Slots | None = None) -> None:
+                 slots: Slots | None = None, http: Http11 | None = None) -> None:
         self.session = session
+        """For the probe; API calls go through ``http`` (the lean keep-alive client)."""
+        self.http = http or Http11()
         self._config = config
         self.metrics = metrics
         self._slots = slots or Slots()
@@ -58,39 +62,36 @@ class ChatwootClient:
         if body is not None:
             headers["Content-Type"] = "application/json"
             data = orjson.dumps(body)
-        timeout = aiohttp.ClientTimeout(total=config.chatwoot.timeout_seconds,
-                                        sock_connect=min(5.0, config.chatwoot.timeout_seconds))
+        timeout = config.chatwoot.timeout_seconds
         outcome = "error"
         started = 0.0
         async with self._slots.slot("chatwoot", config.chatwoot.max_in_flight):
             # The clock starts once a slot is free: waiting for one is never part of the timeout.
             started = time.monotonic()
             try:
-                async with self.session.request(
-                    method, url, data=data, headers=headers, timeout=timeout, allow_redirects=False
-                ) as resp:
-                    raw = await resp.read()
-                    if 200 <= resp.status < 300:
-                        outcome = "ok"
-                        return _json_or_none(raw)
-                    outcome = f"http_{resp.status}"
-                    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-                    retryable = resp.status >= 500 or resp.status == 429
-                    # A gateway timeout or bad gateway may come after Chatwoot itself stored the
-                    # request; every other status is Chatwoot's own "not done".
-                    ambiguous = resp.status in (502, 504)
-                    raise ChatwootError(operation, f"HTTP {resp.status}", retryable, resp.status, retry_after,
-                                        ambiguous=ambiguous)
+                async with asyncio.timeout(timeout):
+                    resp = await self.http.request(method, self.http.target(url), headers, data or b"")
+                if 200 <= resp.status < 300:
+                    outcome = "ok"
+                    return _json_or_none(resp.body)
+                outcome = f"http_{resp.status}"
+                retry_after = parse_retry_after(resp.headers.get("retry-after"))
+                retryable = resp.status >= 500 or resp.status == 429
+                # A gateway timeout or bad gateway may come after Chatwoot itself stored the
+                # request; every other status is Chatwoot's own "not done".
+                ambiguous = resp.status in (502, 504)
+                raise ChatwootError(operation, f"HTTP {resp.status}", retryable, resp.status, retry_after,
+                                    ambiguous=ambiguous)
             except TimeoutError as exc:
                 outcome = "timeout"
                 raise ChatwootError(operation, "timed out", True, ambiguous=True) from exc
-            except aiohttp.ClientConnectorError as exc:
+            except Unreachable as exc:
                 # Never connected: the request certainly did not reach Chatwoot.
                 outcome = "unreachable"
-                raise ChatwootError(operation, f"unreachable ({type(exc).__name__})", True) from exc
-            except aiohttp.ClientError as exc:
+                raise ChatwootError(operation, f"unreachable ({exc})", True) from exc
+            except HttpError as exc:
                 outcome = "disconnected"
-                raise ChatwootError(operation, f"connection lost ({type(exc).__name__})", True, ambiguous=True) from exc
+                raise ChatwootError(operation, f"connection lost ({exc})", True, ambiguous=True) from exc
             finally:
                 self.metrics.inc("connector_chatwoot_requests_total", operation=operation, outcome=outcome)
                 self.metrics.observe("connector_chatwoot_request_duration_seconds", time.monotonic() - started,

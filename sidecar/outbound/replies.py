@@ -84,8 +84,9 @@ def failure_actions(reason: str, *, note: bool, handoff: bool) -> tuple[dict[str
     return tuple(actions)
 
 
-def _gate(tx: Tx, job: Job, idx: int, now: float) -> tuple[str, str] | None:
-    """Why this answer must not be posted any more (None: go ahead)."""
+def _gate(tx: Tx, job: Job, idx: int, now: float, fresh: bool = False) -> tuple[str, str] | None:
+    """Why this answer must not be posted any more (None: go ahead). ``fresh``: no step of this
+    answer has started yet (it was stored in this very transaction)."""
     conv = tx.conversations.get(job.account_id, job.conversation_id)
     if conv is None:
         return "cancelled", "conversation unknown"
@@ -94,7 +95,7 @@ def _gate(tx: Tx, job: Job, idx: int, now: float) -> tuple[str, str] | None:
         return "cancelled", f"not posted: {why}"
     if conv.status == "resolved":
         return "cancelled", "not posted: conversation resolved while the crew was working"
-    if idx == 0 and tx.effects.get(job.id, 0) is None:
+    if idx == 0 and (fresh or tx.effects.get(job.id, 0) is None):
         newer = tx.jobs.newer_open(job.account_id, job.conversation_id, job.id)
         if newer is not None:
             tx.jobs.fold_into(job, newer, now)
@@ -118,16 +119,16 @@ Write = Callable[[Tx], Any]
 
 
 def _open_step(tx: Tx, job: Job, idx: int, step: Step, gated: bool, completed: Write | None,
-               now: float) -> _Opening:
+               now: float, fresh: bool = False) -> _Opening:
     """Everything before step ``idx``'s Chatwoot call, in one transaction: the previous step's
     completion, the gate, and the step's intent row (committed before the call)."""
     if completed is not None:
         completed(tx)
     if gated:
-        verdict = _gate(tx, job, idx, now)
+        verdict = _gate(tx, job, idx, now, fresh)
         if verdict is not None:
             return _Opening(verdict=verdict)
-    record = tx.effects.get(job.id, idx)
+    record = None if fresh else tx.effects.get(job.id, idx)
     if record is not None and (record.state == "done" or step.op == "message"):
         return _Opening(earlier=record)  # a started message needs evidence before it is posted again
     digest = content_hash(step.args["content"]) if step.op == "message" else ""
@@ -151,12 +152,12 @@ class Plan:
         return job.outcome != "failed" and idx <= self.first_self_change
 
 
-def open_first_step(tx: Tx, job: Job, now: float) -> _Opening | None:
+def open_first_step(tx: Tx, job: Job, now: float, *, fresh: bool = False) -> _Opening | None:
     """The first step's opening, for the unit that stores the crew's answer (None: no steps)."""
     plan = Plan.of(job)
     if not plan.steps:
         return None
-    return _open_step(tx, job, 0, plan.steps[0], plan.gated(job, 0), None, now)
+    return _open_step(tx, job, 0, plan.steps[0], plan.gated(job, 0), None, now, fresh)
 
 
 class ReplyPoster:
@@ -352,8 +353,12 @@ def _record_message(tx: Tx, *, job: Job, idx: int, message_id: int | None, conte
         account_id=job.account_id, conversation_id=job.conversation_id, message_id=message_id, role=role,
         sender_type="connector", sender_id=None, content=content, content_type="text", attachments=[],
         private=private, content_hash=digest, created_at=now, job_id=job.id)
-    tx.conversations.upsert(job.account_id, job.conversation_id, now, last_message_at=now,
-                            last_message_preview=content[:200], last_message_role=role)
+    # The bot's reply shows as the preview but does not move the conversation in the console's
+    # "most recently active" order (the customer's or agent's last message does): last_message_at
+    # is in four indexes, and every answered message would rewrite them all once more.
+    crew = {"crew": job.crew} if job.crew else {}
+    tx.conversations.upsert(job.account_id, job.conversation_id, now, last_message_preview=content[:200],
+                            last_message_role=role, **crew)
 
 
 def _epoch(value: Any) -> float:

@@ -24,7 +24,7 @@ from sidecar.crew.envelope import build_envelope, burst_text
 from sidecar.inbound import ownership
 from sidecar.outbound.replies import _Opening, open_first_step
 from sidecar.queue.routing import Decision, RoutingInput, decide_by_rules
-from state import ConversationRow, Job, MessageRow, Route, Tx
+from state import ConversationRow, Job, MessageRow, Route, StorageUnavailable, Tx
 from state.sql import dumps
 
 CALL, APPLY, POLL, DECIDE, SKIPPED, ERROR = "call", "apply", "poll", "decide", "skipped", "error"
@@ -76,14 +76,25 @@ def claim(tx: Tx, prepare: Prepare, now: float, limit: int) -> list[Work]:
     preparation fails is handed back as ERROR, the others go on)."""
     processing = prepare.config.processing
     jobs = tx.jobs.claim(prepare.owner, now, processing.lease_seconds, limit)
-    out: list[Work] = []
-    for job in jobs:
-        try:
-            with tx.savepoint():
-                out.append(_prepare(tx, job, prepare, now))
-        except Exception as exc:  # noqa: BLE001 - one bad job must not stop the batch
-            out.append(Work(ERROR, job, reason=f"internal error: {type(exc).__name__}", extra={"error": repr(exc)}))
-    return out
+    if not jobs:
+        return []
+    try:  # optimistic: one savepoint for the batch, one per job only when a job fails
+        with tx.savepoint():
+            return [_prepare(tx, job, prepare, now) for job in jobs]
+    except StorageUnavailable:
+        raise
+    except Exception:  # noqa: BLE001 - find the job at fault, below
+        return [_prepare_alone(tx, job, prepare, now) for job in jobs]
+
+
+def _prepare_alone(tx: Tx, job: Job, prepare: Prepare, now: float) -> Work:
+    try:
+        with tx.savepoint():
+            return _prepare(tx, job, prepare, now)
+    except StorageUnavailable:
+        raise
+    except Exception as exc:  # noqa: BLE001 - one bad job must not stop the batch
+        return Work(ERROR, job, reason=f"internal error: {type(exc).__name__}", extra={"error": repr(exc)})
 
 
 def _prepare(tx: Tx, job: Job, prepare: Prepare, now: float) -> Work:
@@ -163,10 +174,11 @@ def _routed(job: Job, route: Route | None, envelope_json: str | None) -> Job:
 
 
 def _record_route(tx: Tx, job: Job, route: Route, now: float) -> None:
+    """The decision's record; the conversation's ``crew`` column is set when the job finishes
+    (one statement less on every claim)."""
     tx.decisions.record(job_id=job.id, account_id=job.account_id, conversation_id=job.conversation_id,
                         crew=route.crew, source=route.source, reason=route.reason, confidence=route.confidence,
                         now=now)
-    tx.conversations.set_crew(job.account_id, job.conversation_id, route.crew)
 
 
 def _finish(tx: Tx, job: Job, owner: str, state: str, reason: str, now: float) -> None:
@@ -242,4 +254,5 @@ def store_answer(tx: Tx, job: Job, owner: str, row: AttemptRow | None, actions: 
     if not tx.jobs.store_actions(job.id, owner, actions, now):
         return None
     answered = dataclasses.replace(job, actions=actions)
-    return answered, open_first_step(tx, answered, now)
+    # Its actions were only stored now, so none of them can have started yet.
+    return answered, open_first_step(tx, answered, now, fresh=True)

@@ -56,15 +56,16 @@ class Jobs:
 
     # -- enqueue (the journal applier) ------------------------------------------------------
     def enqueue(self, account_id: int, conversation_id: int, message_id: int, now: float, debounce: float,
-                debounce_max: float) -> int:
+                debounce_max: float, *, new_conversation: bool = False) -> int:
         """Adds a customer message to the conversation's open burst (up to MAX_BURST_MESSAGES) or
         starts a new one; returns the job's id.
 
         A burst stays open while it has never been sent to a crew, so a retried request always
         carries exactly what the first attempt carried (same Idempotency-Key, same body). The
         append is conditional: a burst claimed meanwhile (another process) is left alone.
+        ``new_conversation``: the caller knows there is no burst to look for.
         """
-        open_burst = self.sql.row(
+        open_burst = None if new_conversation else self.sql.row(
             "SELECT id, message_ids, first_message_at FROM jobs WHERE account_id=? AND conversation_id=? "
             "AND state='pending' AND attempts=0 AND actions IS NULL AND lease_owner IS NULL ORDER BY id DESC LIMIT 1",
             (account_id, conversation_id))
