@@ -59,8 +59,10 @@ async def test_a_broken_edit_keeps_the_old_config_and_fixing_it_recovers(
         broken = await poll_until(health, lambda b: any("processing.max_attempts" in w for w in b["warnings"]),
                                   what="/health naming the bad key")
         assert broken["status"] == "degraded"
-        status = await _config_status(sidecar)
-        assert status["valid"] is False and "processing.max_attempts" in status["error"]
+        # /health reads the manager; the kv row for the console is written right after: wait for it.
+        status = await poll_until(lambda: _config_status(sidecar), lambda st: st.get("valid") is False,
+                                  what="kv config.status invalid")
+        assert "processing.max_attempts" in status["error"]
         line = await sidecar.wait_for_output("config.invalid")
         assert "key=processing.max_attempts" in line and "kept the last good config" in line
 
