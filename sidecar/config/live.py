@@ -6,9 +6,8 @@ running one as a whole (``ConfigHolder.replace``), an audit entry records which 
 ``config.effective`` for the console.
 
 - ``POST /config`` merges a partial document into the file's raw mapping, validates the result
-  with the same code as start-up, writes config.yaml back atomically (temp file, fsync,
-  ``os.replace``) through ruamel.yaml's round-trip mode so hand-written comments survive, and
-  then applies it.
+  with the same code as start-up, writes config.yaml back atomically with its comments kept
+  (:func:`connector_config.render_patched_yaml`), and then applies it.
 - A background task stats config.yaml every second (mtime, size, inode; no extra dependency).
   A valid edit is applied; an invalid one keeps the last good config running, is logged once
   in one line naming the key, and shows in ``/health`` until the file is fixed.
@@ -23,19 +22,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import io
 import os
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap
-
-from sidecar.config import (
+from connector_config import (
     DEFAULT_CONFIG_PATH,
-    ENV_OVERRIDES,
     Config,
     ConfigError,
     config_from_mapping,
@@ -43,8 +37,11 @@ from sidecar.config import (
     deep_merge,
     load_raw,
     masked_config_dict,
+    render_patched_yaml,
+    write_atomically,
 )
 from sidecar.config.holder import ConfigHolder
+from sidecar.config.patch import config_changes, drop_env_masks, env_overridden, strip_masked_echoes
 from sidecar.ops.logs import get_logger, log_event, reconfigure
 from sidecar.ops.metrics import Metrics
 from state import StateError, StateService, Tx
@@ -60,7 +57,6 @@ RESTART_KEYS: tuple[str, ...] = (
 
 STATUS_KEY = CONFIG_STATUS
 EFFECTIVE_KEY = CONFIG_EFFECTIVE
-_MASK_PREFIX = "****"
 _ENVELOPE_KEYS = {"config", "meta"}
 
 
@@ -77,29 +73,6 @@ def _get(config: Config, dotted: str) -> Any:
     return value
 
 
-def _flatten(doc: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Dotted leaf keys; lists are leaves (a rule list changes as a whole)."""
-    out: dict[str, Any] = {}
-    for key, value in doc.items():
-        dotted = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, Mapping) and value:
-            out.update(_flatten(value, dotted))
-        else:
-            out[dotted] = value
-    return out
-
-
-def config_changes(old: Config, new: Config) -> dict[str, dict[str, Any]]:
-    """``{dotted key: {"old", "new"}}`` of every changed value, secrets masked."""
-    plain_old, plain_new = _flatten(config_to_dict(old)), _flatten(config_to_dict(new))
-    shown_old, shown_new = _flatten(masked_config_dict(old)), _flatten(masked_config_dict(new))
-    changes: dict[str, dict[str, Any]] = {}
-    for key in sorted(set(plain_old) | set(plain_new)):
-        if plain_old.get(key) != plain_new.get(key):
-            changes[key] = {"old": shown_old.get(key), "new": shown_new.get(key)}
-    return changes
-
-
 def _keep_running(running: Config, new: Config) -> Config:
     """``new`` with the start-up-only keys kept at their running values."""
     return dataclasses.replace(
@@ -109,128 +82,6 @@ def _keep_running(running: Config, new: Config) -> Config:
         logging=dataclasses.replace(new.logging, dir=running.logging.dir),
         processing=dataclasses.replace(new.processing, workers_enabled=running.processing.workers_enabled),
     )
-
-
-def env_overridden(patch: Mapping[str, Any], env: Mapping[str, str]) -> list[str]:
-    """Posted keys that an environment variable overrides (the env value keeps winning)."""
-    out = []
-    for name, section, file_key, _ in ENV_OVERRIDES:
-        posted = patch.get(section)
-        if isinstance(posted, Mapping) and file_key in posted and (env.get(name) or "").strip():
-            out.append(f"{section}.{file_key} (env {name})")
-    return out
-
-
-def strip_masked_echoes(patch: Mapping[str, Any], masked: Mapping[str, Any], plain: Mapping[str, Any],
-                        prefix: str = "") -> dict[str, Any]:
-    """The patch without secrets echoed in their masked form (``GET /config`` output sent back).
-
-    A value equal to the running secret's mask means "unchanged" and is left out, so the file
-    keeps the real secret. Inside a secret list (webhook secrets during a rotation) a masked
-    item is replaced by the secret it masks. Any other value starting with ``****`` is refused:
-    it is a mask, not a secret, and writing it would lock Chatwoot or the crews out.
-    """
-    out: dict[str, Any] = {}
-    for key, value in patch.items():
-        dotted = f"{prefix}.{key}" if prefix else str(key)
-        shown = masked.get(key) if isinstance(masked, Mapping) else None
-        real = plain.get(key) if isinstance(plain, Mapping) else None
-        if isinstance(value, Mapping):
-            out[key] = strip_masked_echoes(value, shown if isinstance(shown, Mapping) else {},
-                                           real if isinstance(real, Mapping) else {}, dotted)
-        elif isinstance(value, str) and value.startswith(_MASK_PREFIX) and value != real:
-            if value != shown:
-                raise ConfigError(dotted, "is a masked value (****…); send the real secret or leave the key out")
-            # else: the running secret's own mask, i.e. "unchanged": left out of the patch
-        elif isinstance(value, list) and any(isinstance(v, str) and v.startswith(_MASK_PREFIX) for v in value):
-            shown_items = shown if isinstance(shown, list) else [shown]
-            real_items = real if isinstance(real, list) else [real]
-            items = []
-            for index, item in enumerate(value):
-                if isinstance(item, str) and item.startswith(_MASK_PREFIX):
-                    if item not in shown_items:
-                        raise ConfigError(f"{dotted}[{index}]", "is a masked value (****…) of no current secret")
-                    item = real_items[shown_items.index(item)]
-                items.append(item)
-            if items != real_items:
-                out[key] = items
-        else:
-            out[key] = value
-    return out
-
-
-def _is_mask(value: Any) -> bool:
-    if isinstance(value, list):
-        return any(_is_mask(v) for v in value)
-    return isinstance(value, str) and value.startswith(_MASK_PREFIX)
-
-
-def _drop_env_masks(document: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
-    """Masked echoes of keys the environment sets are dropped before anything else: their
-    running value comes from the environment and must never be copied into the file."""
-    out = dict(document)
-    for name, section, file_key, _ in ENV_OVERRIDES:
-        posted = out.get(section)
-        if (env.get(name) or "").strip() and isinstance(posted, Mapping) and _is_mask(posted.get(file_key)):
-            out[section] = {k: v for k, v in posted.items() if k != file_key}
-    return out
-
-
-def _yaml() -> YAML:
-    yaml = YAML(typ="rt")
-    yaml.preserve_quotes = True
-    yaml.width = 4096  # never fold a long value (a URL, a regex) onto a second line
-    yaml.indent(mapping=2, sequence=4, offset=2)  # the shipped config.yaml's style
-    return yaml
-
-
-def _merge_into(target: CommentedMap, patch: Mapping[str, Any]) -> None:
-    """Applies ``patch`` to the round-trip document in place, so comments stay where they are."""
-    for key, value in patch.items():
-        if value is None:
-            target.pop(key, None)  # JSON null: back to the default
-        elif isinstance(value, Mapping) and isinstance(target.get(key), CommentedMap):
-            _merge_into(target[key], value)
-        else:
-            target[key] = value
-
-
-def render_patched_yaml(text: str, patch: Mapping[str, Any]) -> str:
-    """config.yaml's text with ``patch`` merged in, comments and layout kept."""
-    yaml = _yaml()
-    doc = yaml.load(text) if text.strip() else None
-    if doc is None:
-        doc = CommentedMap()
-    if not isinstance(doc, CommentedMap):
-        raise ConfigError("config", "the file's top level is not a mapping")
-    _merge_into(doc, patch)
-    buffer = io.StringIO()
-    yaml.dump(doc, buffer)
-    return buffer.getvalue()
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Temp file in the same directory, fsync, ``os.replace``: readers see old or new, never half."""
-    target = path.resolve()  # a symlinked config (e.g. a mounted volume) is updated where it lives
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    mode = target.stat().st_mode & 0o7777 if target.exists() else 0o600
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, target)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
 
 def _signature(path: Path) -> tuple[int, int, int] | None:
@@ -413,7 +264,7 @@ class ConfigManager:
                 return _rejected(409, exc.key, f"config.yaml cannot be read, fix the file first: {exc.reason}")
             running = self.holder.current
             try:
-                patch = strip_masked_echoes(_drop_env_masks(document, self.env), masked_config_dict(running),
+                patch = strip_masked_echoes(drop_env_masks(document, self.env), masked_config_dict(running),
                                             config_to_dict(running))
                 merged = deep_merge(raw, patch)
                 new = config_from_mapping(merged, self.env, source_path=source or str(self.path))

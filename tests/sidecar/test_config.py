@@ -872,3 +872,110 @@ def test_arbitrary_input_raises_only_config_error(raw: dict[str, Any]) -> None:
         assert error.key and error.reason
     else:
         assert build(config_to_dict(config)) == config
+
+
+# --- declared once: the schema documents itself; messages name the key, never a secret ----------
+
+
+def _records() -> list[type]:
+    import connector_config.schema as schema
+
+    return [obj for obj in vars(schema).values()
+            if isinstance(obj, type) and hasattr(obj, "__pydantic_fields__") and not obj.__name__.startswith("_")]
+
+
+def test_every_key_is_documented_in_the_schema() -> None:
+    records = _records()
+    assert len(records) >= 14
+    for record in records:
+        for name, info in record.__pydantic_fields__.items():
+            assert (info.description or "").strip(), f"{record.__name__}.{name} has no docstring"
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"processing": {"max_attempts": "3"}}, "processing.max_attempts: must be an integer, not a string"),
+        ({"processing": {"max_attempts": 0}}, "processing.max_attempts: must be >= 1"),
+        ({"server": {"port": 5000.0}}, "server.port: must be an integer, not a number"),
+        ({"logging": {"json": "yes"}}, "logging.json: must be true or false, not a string"),
+        ({"processing": {"concurrency": None, "nonsense": 1}}, "processing.nonsense: unknown key"),
+        ({"routing": {"rules": [{"crew": "a", "channel": "sms"}, {"crew": "b", "keywords": "oi"},
+                                {"crew": "c", "channel": ["whatsapp", "orkut"]}]}},
+         "routing.rules[2].channel[1]: must be one of whatsapp, facebook, instagram, webwidget, api, "
+         "email, telegram, sms, line, twitter, tiktok (got 'orkut')"),
+        ({"processing": {"retry_base_seconds": 60, "retry_max_seconds": 10}},
+         "processing.retry_base_seconds: must not exceed retry_max_seconds"),
+        ({"crews": {"vendas": {"backend": "mcp"}}}, "crews.vendas.url: is required"),
+        ({"crews": {"vendas": {"backend": "local", "answers": [{"keywords": "oi"}]}}},
+         "crews.vendas.answers[0].reply: is required"),
+        ({"processing": {"lease_seconds": 10**400}}, "processing.lease_seconds: must be a finite number"),
+        ({"source_path": "/etc/passwd"}, "source_path: unknown key"),
+    ],
+)
+def test_messages_name_the_dotted_key(raw: dict[str, Any], message: str) -> None:
+    assert str(error_for(raw)) == message
+
+
+SECRETISH = "s3cr3t-Value-0123456789"
+
+_MISPLACED: list[dict[str, Any]] = [
+    {"server": {"port": SECRETISH}},
+    {"server": {"max_body_bytes": [SECRETISH]}},
+    {"server": {"public_url": f"sidecar/{SECRETISH}"}},
+    {"server": {"host": {SECRETISH: 1}}},
+    {"processing": {"debounce_seconds": SECRETISH}},
+    {"processing": {"breaker_failure_ratio": SECRETISH}},
+    {"logging": {"json": SECRETISH}},
+    {"chatwoot": {"inbox_ids": [SECRETISH]}},
+    {"chatwoot": {"bot_user_id": SECRETISH}},
+    {"chatwoot": {"webhook_secret": [SECRETISH, ""]}},
+    {"chatwoot": {"webhook_secret": {SECRETISH: SECRETISH}}},
+    {"chatwoot": {"api_url": f"http://169.254.169.254/?token={SECRETISH}"}},
+    {"mcp_crew": {"api_url": f"https://user:{SECRETISH}@crew/"}},
+    {"routing": {"rules": [{"crew": "x", "inbox_id": SECRETISH}]}},
+    {"routing": {"rules": [{"crew": "x", "pattern": f"({SECRETISH}"}]}},
+    {"crews": {"x": {"backend": "http", "url": "http://crew", "timeout_seconds": SECRETISH}}},
+    {"crews": {"x": {"backend": "http", "url": "http://crew", "headers": {"X-Key": [SECRETISH]}}}},
+    {"crews": {"x": {"backend": "mcp", "url": f"http://crew/?k={SECRETISH}", "tool": " "}}},
+    {"crews": {"x": {"backend": "http", "url": "http://crew", "token": 5, "extra": SECRETISH}}},
+    {"crews": {"x": {"backend": "http", "url": "http://crew", "token": [SECRETISH]}}},
+]
+
+
+@pytest.mark.parametrize("raw", _MISPLACED, ids=range(len(_MISPLACED)))
+def test_errors_never_echo_the_value(raw: dict[str, Any]) -> None:
+    """pydantic's errors carry the input; ours carry only the key, the reason and the kind."""
+    error = error_for(raw)
+    assert SECRETISH not in str(error) and SECRETISH[:8] not in str(error)
+    assert error.__suppress_context__  # pydantic's own error (which prints the input) is not chained
+
+
+def test_env_errors_name_the_variable() -> None:
+    assert str(error_for({}, env={"SIDECAR_PORT": "0"})) == (
+        "server.port: must be between 1 and 65535 (from SIDECAR_PORT)")
+    assert error_for({}, env={"MCP_CREW_API_URL": "http://169.254.169.254/"}).reason.endswith(
+        "(from MCP_CREW_API_URL)")
+
+
+def test_records_check_values_built_in_code_too() -> None:
+    with pytest.raises(ValueError):
+        dataclasses.replace(Config().server, port=0)
+    with pytest.raises(ValueError):
+        CrewConfig(name="x", backend="mcp")  # no url
+    assert dataclasses.replace(Config().server, port=6000).port == 6000
+
+
+# --- the loader shared with the console ------------------------------------------------------------
+
+
+def test_section_from_mapping_reads_one_section_only() -> None:
+    from connector_config import section_from_mapping
+
+    raw = {"state": {"path": "x.db"}, "chatwoot": {"api_url": "not a url"}, "console": {"refresh_seconds": 2}}
+    assert section_from_mapping(raw, "state", {}).path == "x.db"
+    assert section_from_mapping(raw, "state", {"SIDECAR_DB": "env.db"}).path == "env.db"
+    assert section_from_mapping(raw, "console", {}).refresh_seconds == 2.0
+    with pytest.raises(ConfigError) as caught:
+        section_from_mapping({"console": {"refresh_seconds": 0}}, "console", {})
+    assert caught.value.key == "console.refresh_seconds"
