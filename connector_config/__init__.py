@@ -57,11 +57,11 @@ from connector_config.schema import (
     ServerConfig,
     StateConfig,
 )
-from connector_config.urls import validate_outbound_url
+from connector_config.urls import METADATA_HOSTS, validate_outbound_url
 
 __all__ = [
     "BACKENDS", "CHANNELS", "CONFIG_PATH_ENV", "DEFAULT_CONFIG_PATH", "DIALECTS",
-    "ENV_OVERRIDES", "LOG_LEVELS", "MASK_PREFIX", "REMOTE_BACKENDS",
+    "ENV_OVERRIDES", "LOG_LEVELS", "MASK_PREFIX", "METADATA_HOSTS", "REMOTE_BACKENDS",
     "ChatwootConfig", "Config", "ConfigError", "ConsoleConfig", "ContextConfig", "CrewConfig",
     "HealthConfig", "LocalAnswer", "LoggingConfig", "McpCrewConfig", "ProcessingConfig", "RoutingConfig",
     "RoutingRule", "ServerConfig", "StateConfig", "config_error", "config_from_mapping", "config_to_dict",

@@ -4,7 +4,8 @@ An outbound URL must be http or https, name a host and carry no ``user:password@
 not point at a link-local or cloud-metadata address: a crew URL set through ``POST /config``
 must not turn the sidecar into a way to read the instance's credentials. The address check
 looks at what the URL says, in every spelling a resolver accepts (decimal, hex, trailing dot,
-full-width digits, IPv4 inside IPv6). It does not resolve names: loopback and private addresses stay allowed, because the sidecar runs
+full-width digits, IPv4 inside IPv6), plus the well-known metadata host names below. It does
+not resolve names: loopback and private addresses stay allowed, because the sidecar runs
 next to Chatwoot and the crews, and a DNS answer can change after the check anyway (the
 sidecar never follows redirects, which closes the other door).
 
@@ -20,8 +21,23 @@ from urllib.parse import urlsplit
 
 from connector_config.errors import ConfigError, Refused, kind
 
+METADATA_HOSTS: frozenset[str] = frozenset({
+    "metadata.google.internal",  # Google Cloud
+    "metadata",  # Google Cloud, short name on the instance's search path
+    "instance-data",  # AWS EC2
+    "instance-data.ec2.internal",  # AWS EC2 (us-east-1 internal domain)
+    "metadata.packet.net",  # Equinix Metal
+    "metadata.platformequinix.com",  # Equinix Metal
+})
+"""Host names that resolve to an instance-metadata service on some cloud; compared
+case-insensitively, without a trailing dot."""
+
 METADATA_ADDRESSES: frozenset[ipaddress.IPv4Address | ipaddress.IPv6Address] = frozenset({
     ipaddress.ip_address("fd00:ec2::254"),  # AWS EC2, IPv6
+    ipaddress.ip_address("fd20:ce::254"),  # Google Cloud, IPv6
+    ipaddress.ip_address("100.100.100.200"),  # Alibaba Cloud
+    ipaddress.ip_address("192.0.0.192"),  # Oracle Cloud (classic)
+    ipaddress.ip_address("168.63.129.16"),  # Azure WireServer
 })
 """Metadata addresses outside the link-local ranges (169.254.0.0/16 and fe80::/10, which
 hold AWS's, Azure's, GCP's, DigitalOcean's and OpenStack's 169.254.169.254, are refused whole)."""
@@ -104,6 +120,8 @@ def check_outbound_url(url: str) -> str:
     ip = _literal_ip(host)
     if ip is not None and _refused(ip):
         raise Refused(REFUSED_REASON)
+    if host in METADATA_HOSTS:
+        raise Refused(f"{REFUSED_REASON} (a cloud metadata host name)")
     return url
 
 

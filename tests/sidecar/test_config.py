@@ -732,6 +732,8 @@ def test_patch_then_validate() -> None:
         "http://[::1]:8000/",
         "HTTPS://Example.COM",
         "http://169.254.example.com/",  # a name, not a literal address
+        "http://metadata.example.com/",  # only the exact well-known names are refused
+        "http://my-metadata/",
     ],
 )
 def test_outbound_url_accepted(url: str) -> None:
@@ -763,6 +765,18 @@ def test_outbound_url_accepted(url: str) -> None:
         ("http://0xa9fea9fe/", "link-local/metadata address refused"),
         ("http://169.254.169.254./", "link-local/metadata address refused"),
         ("http://１６９.２５４.１６９.２５４/", "link-local/metadata address refused"),
+        # Metadata services by their well-known names and their addresses outside 169.254/16.
+        ("http://metadata.google.internal/computeMetadata/v1/", "link-local/metadata address refused"),
+        ("http://METADATA.Google.Internal./", "link-local/metadata address refused"),
+        ("http://metadata/computeMetadata/v1/", "link-local/metadata address refused"),
+        ("http://instance-data/latest/meta-data/", "link-local/metadata address refused"),
+        ("http://instance-data.ec2.internal/", "link-local/metadata address refused"),
+        ("http://ｍｅｔａｄａｔａ.google.internal/", "link-local/metadata address refused"),
+        ("http://100.100.100.200/latest/meta-data/", "link-local/metadata address refused"),
+        ("http://192.0.0.192/opc/v1/", "link-local/metadata address refused"),
+        ("http://168.63.129.16/machine", "link-local/metadata address refused"),
+        ("http://[fd20:ce::254]/", "link-local/metadata address refused"),
+        ("http://[::ffff:100.100.100.200]/", "link-local/metadata address refused"),
     ],
 )
 def test_outbound_url_refused(url: str, reason: str) -> None:
@@ -931,7 +945,7 @@ _MISPLACED: list[dict[str, Any]] = [
     {"chatwoot": {"bot_user_id": SECRETISH}},
     {"chatwoot": {"webhook_secret": [SECRETISH, ""]}},
     {"chatwoot": {"webhook_secret": {SECRETISH: SECRETISH}}},
-    {"chatwoot": {"api_url": f"http://169.254.169.254/?token={SECRETISH}"}},
+    {"chatwoot": {"api_url": f"http://metadata.google.internal/?token={SECRETISH}"}},
     {"mcp_crew": {"api_url": f"https://user:{SECRETISH}@crew/"}},
     {"routing": {"rules": [{"crew": "x", "inbox_id": SECRETISH}]}},
     {"routing": {"rules": [{"crew": "x", "pattern": f"({SECRETISH}"}]}},
@@ -954,8 +968,7 @@ def test_errors_never_echo_the_value(raw: dict[str, Any]) -> None:
 def test_env_errors_name_the_variable() -> None:
     assert str(error_for({}, env={"SIDECAR_PORT": "0"})) == (
         "server.port: must be between 1 and 65535 (from SIDECAR_PORT)")
-    assert error_for({}, env={"MCP_CREW_API_URL": "http://169.254.169.254/"}).reason.endswith(
-        "(from MCP_CREW_API_URL)")
+    assert error_for({}, env={"MCP_CREW_API_URL": "http://metadata/"}).reason.endswith("(from MCP_CREW_API_URL)")
 
 
 def test_records_check_values_built_in_code_too() -> None:
