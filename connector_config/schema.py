@@ -232,6 +232,9 @@ class ProcessingConfig(_Section):
     """On a final failure, hand the conversation to a human."""
     workers_enabled: Flag = True
     """Run the background workers (false: intake only, e.g. for tests)."""
+    echo_grace_seconds: Seconds(positive=True) = 10.0
+    """After a message's create call dropped, how long to wait for Chatwoot's echo webhook (the
+    only evidence an agent-bot token can get) before posting it again."""
 
     @model_validator(mode="after")
     def _windows_are_ordered(self) -> ProcessingConfig:

@@ -979,6 +979,16 @@ def test_records_check_values_built_in_code_too() -> None:
     assert dataclasses.replace(Config().server, port=6000).port == 6000
 
 
+# --- processing.echo_grace_seconds --------------------------------------------------------------
+
+
+def test_echo_grace_is_a_documented_processing_key() -> None:
+    assert Config().processing.echo_grace_seconds == 10.0
+    assert build({"processing": {"echo_grace_seconds": 2.5}}).processing.echo_grace_seconds == 2.5
+    assert error_for({"processing": {"echo_grace_seconds": 0}}).key == "processing.echo_grace_seconds"
+    assert "echo_grace_seconds: 10" in SHIPPED.read_text(encoding="utf-8")
+
+
 # --- the loader shared with the console ------------------------------------------------------------
 
 
