@@ -4,13 +4,15 @@
   (``GET /config``, the audit trail, the console's config view), secrets in clear or masked.
 - :func:`secret_values`: every secret, for the log and output redactors.
 - :func:`render_patched_yaml` and :func:`write_atomically`: ``POST /config``'s write-back,
-  which keeps the operator's comments and layout (ruamel.yaml's round-trip mode).
+  which keeps the operator's comments and layout (ruamel.yaml's round-trip mode) and writes
+  numbers so that the start-up loader (PyYAML, YAML 1.1) reads back the same values.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import fields, is_dataclass
@@ -19,6 +21,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.representer import RoundTripRepresenter
 
 from connector_config.errors import ConfigError
 from connector_config.schema import Config, CrewConfig, RoutingRule
@@ -121,8 +124,28 @@ def secret_values(config: Config) -> list[str]:
 # -- the write-back of POST /config --------------------------------------------------------------
 
 
+class _Representer(RoundTripRepresenter):
+    """ruamel's round-trip representer, with floats written the YAML 1.1 way."""
+
+
+def _represent_float(representer: RoundTripRepresenter, value: float) -> Any:
+    # ruamel writes 0.00001 as `1e-05`, which YAML 1.1 (PyYAML, the start-up loader) reads as
+    # a string: its float needs a dot in the mantissa. `1.0e-05` is a float to both.
+    if not math.isfinite(value):
+        return representer.represent_float(value)
+    mantissa, exponent_mark, exponent = repr(value).partition("e")
+    if exponent_mark and "." not in mantissa:
+        mantissa += ".0"
+    text = f"{mantissa}e{exponent}" if exponent_mark else mantissa
+    return representer.represent_scalar("tag:yaml.org,2002:float", text)
+
+
+_Representer.add_representer(float, _represent_float)
+
+
 def _yaml() -> YAML:
     yaml = YAML(typ="rt")
+    yaml.Representer = _Representer
     yaml.preserve_quotes = True
     yaml.width = 4096  # never fold a long value (a URL, a regex) onto a second line
     yaml.indent(mapping=2, sequence=4, offset=2)  # the shipped config.yaml's style

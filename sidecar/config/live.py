@@ -37,6 +37,7 @@ from connector_config import (
     deep_merge,
     load_raw,
     masked_config_dict,
+    parse_yaml,
     render_patched_yaml,
     write_atomically,
 )
@@ -278,11 +279,17 @@ class ConfigManager:
                                                    f"or post a valid value for this key)")
                 return _rejected(400, exc.key, exc.reason)
             if not self._round_trips(rendered, new):
-                return _rejected(500, "config", "the rewritten config.yaml would not load back the same")
+                # A bug of ours, not the operator's: say so in the log, where it can be reported.
+                reason = "the rewritten config.yaml would not load back the same"
+                log_event(log, "config.post_failed", level=40, actor=actor, keys=",".join(patch), reason=reason)
+                self._metrics.inc("connector_config_reloads_total", source="api", outcome="failed")
+                return _rejected(500, "config", reason)
             try:
                 write_atomically(self.path, rendered)
             except OSError as exc:
-                return _rejected(500, "config", f"cannot write {self.path.name}: {exc.strerror or type(exc).__name__}")
+                reason = f"cannot write {self.path.name}: {exc.strerror or type(exc).__name__}"
+                log_event(log, "config.post_failed", level=40, actor=actor, keys=",".join(patch), reason=reason)
+                return _rejected(500, "config", reason)
             self._signature = _signature(self.path)  # our own write is not a hand edit
             self._existed = True
             self.error = None
@@ -298,13 +305,12 @@ class ConfigManager:
         return ApplyResult(200, body)
 
     def _round_trips(self, text: str, expected: Config) -> bool:
-        """The text we are about to write loads back into exactly the validated config."""
-        import yaml  # PyYAML: the loader start-up uses
-
+        """The text we are about to write loads back into exactly the validated config (with
+        the start-up loader: PyYAML reads YAML 1.1, where ruamel's defaults differ)."""
         try:
-            data = yaml.safe_load(text) or {}
+            data = parse_yaml(str(self.path), text) or {}
             return config_from_mapping(data, self.env, source_path=expected.source_path) == expected
-        except (yaml.YAMLError, ConfigError):
+        except ConfigError:
             return False
 
 

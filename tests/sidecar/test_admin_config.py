@@ -144,6 +144,22 @@ async def test_echoing_get_output_keeps_the_real_secrets(
     await chatwoot.wait_for(lambda: len(chatwoot.replies(conv.display_id)) == 1)
 
 
+async def test_a_float_written_with_an_exponent_is_accepted_and_reads_back(sidecar: SidecarProcess) -> None:
+    """JSON's 0.00001 is 1e-05 in Python; written as such, YAML 1.1 would read a string back."""
+    async with RecordingClient() as http:
+        status, body = await _post(http, sidecar, {"processing": {"debounce_seconds": 0.00001,
+                                                                  "retry_base_seconds": 2.5e-2}})
+        assert status == 200, body
+        assert body["config"]["processing"]["debounce_seconds"] == 0.00001
+    on_disk = yaml.safe_load(sidecar.config_path.read_text(encoding="utf-8"))
+    assert on_disk["processing"]["debounce_seconds"] == 0.00001
+    assert on_disk["processing"]["retry_base_seconds"] == 0.025
+    assert not any("config.post_failed" in line for line in sidecar.output)
+    [entry] = sidecar.query(lambda s: s.audit.config_changes())  # the watcher took the write as ours
+    assert entry.actor.startswith("api") and entry.keys == ("processing.debounce_seconds",
+                                                            "processing.retry_base_seconds")
+
+
 async def test_restart_only_keys_are_reported_not_applied(sidecar: SidecarProcess) -> None:
     async with RecordingClient() as http:
         status, body = await _post(http, sidecar, {"server": {"port": sidecar.port + 1}})

@@ -1002,3 +1002,17 @@ def test_section_from_mapping_reads_one_section_only() -> None:
     with pytest.raises(ConfigError) as caught:
         section_from_mapping({"console": {"refresh_seconds": 0}}, "console", {})
     assert caught.value.key == "console.refresh_seconds"
+
+
+# --- the write-back of POST /config ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [0.00001, 1e-7, 2.5e-12, 1e20, 1.5e16, 123456789.0, 0.1])
+def test_written_floats_read_back_as_the_same_number(value: float) -> None:
+    """ruamel writes 1e-05, which the start-up loader (YAML 1.1) reads as a string."""
+    from connector_config import parse_yaml, render_patched_yaml
+
+    text = render_patched_yaml("processing:\n  # kept\n  debounce_seconds: 2\n",
+                               {"processing": {"debounce_seconds": value}})
+    assert "# kept" in text
+    assert parse_yaml("config.yaml", text)["processing"]["debounce_seconds"] == value
