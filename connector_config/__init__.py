@@ -19,6 +19,7 @@ from connector_config.errors import ConfigError, config_error
 from connector_config.load import (
     CONFIG_PATH_ENV,
     DEFAULT_CONFIG_PATH,
+    EMPTY_FILE_REASON,
     ENV_OVERRIDES,
     config_from_mapping,
     deep_merge,
@@ -60,7 +61,7 @@ from connector_config.schema import (
 from connector_config.urls import METADATA_HOSTS, validate_outbound_url
 
 __all__ = [
-    "BACKENDS", "CHANNELS", "CONFIG_PATH_ENV", "DEFAULT_CONFIG_PATH", "DIALECTS",
+    "BACKENDS", "CHANNELS", "CONFIG_PATH_ENV", "DEFAULT_CONFIG_PATH", "DIALECTS", "EMPTY_FILE_REASON",
     "ENV_OVERRIDES", "LOG_LEVELS", "MASK_PREFIX", "METADATA_HOSTS", "REMOTE_BACKENDS",
     "ChatwootConfig", "Config", "ConfigError", "ConsoleConfig", "ContextConfig", "CrewConfig",
     "HealthConfig", "LocalAnswer", "LoggingConfig", "McpCrewConfig", "ProcessingConfig", "RoutingConfig",

@@ -179,14 +179,21 @@ def parse_yaml(label: str, text: str) -> Any:
         raise ConfigError(label, "invalid YAML: nested too deeply") from None
 
 
+EMPTY_FILE_REASON = "the file is empty"
+"""Reason of the ``ConfigError`` raised by ``load_raw(..., allow_empty=False)``."""
+
+
 def load_raw(
-    path: str | None = None, env: Mapping[str, str] | None = None
+    path: str | None = None, env: Mapping[str, str] | None = None, *, allow_empty: bool = True
 ) -> tuple[dict[str, Any], str | None]:
     """Read the config file as a plain mapping, without validating it.
 
     Args:
         path: ``--config``; else ``$SIDECAR_CONFIG``; else ``./config.yaml``.
         env: ``os.environ`` by default.
+        allow_empty: whether a file without a document (empty, blanks or comments only)
+            means "all defaults" (start-up) or is an error (a file that became empty while
+            running is a save in progress, not an intent).
 
     Returns:
         The mapping and the path read (None when the optional ``./config.yaml`` was absent,
@@ -211,6 +218,8 @@ def load_raw(
         raise ConfigError(label, f"cannot read file: {exc.strerror or type(exc).__name__}") from None
     data = parse_yaml(label, text)
     if data is None:
+        if not allow_empty:
+            raise ConfigError(label, EMPTY_FILE_REASON)
         return {}, label
     if not isinstance(data, dict):
         raise ConfigError(label, f"top level must be a mapping of sections, not {kind(data)}")

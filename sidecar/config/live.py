@@ -11,6 +11,11 @@ running one as a whole (``ConfigHolder.replace``), an audit entry records which 
 - A background task stats config.yaml every second (mtime, size, inode; no extra dependency).
   A valid edit is applied; an invalid one keeps the last good config running, is logged once
   in one line naming the key, and shows in ``/health`` until the file is fixed.
+- A file that becomes empty (no YAML document: nothing, blanks or comments) while the sidecar
+  runs is treated as invalid, not as "all defaults": editors and scripts that save by
+  truncating and then writing show an empty file for a moment, and applying it would drop the
+  webhook secret and every URL. It is re-read at its next change. Starting with an empty or
+  absent file still means all defaults, and then an empty file is no change.
 
 Environment variables still win over the file after a change. Keys that cannot change while
 running (listen address, database, log directory, worker start) keep their running value and
@@ -30,6 +35,7 @@ from typing import Any
 
 from connector_config import (
     DEFAULT_CONFIG_PATH,
+    EMPTY_FILE_REASON,
     Config,
     ConfigError,
     config_from_mapping,
@@ -113,12 +119,17 @@ class ConfigManager:
         self._signature = _signature(self.path)
         self._existed = self._signature is not None
         self._reported: tuple[Any, str] | None = None
+        # An absent or empty file means "all defaults" only while the running config came from
+        # one; once it came from a document, an empty file is a save in progress (module docs).
+        self._blank_ok = True
         # Start-up values of the restart-only keys as the file (plus env) gave them; a --port on
         # the command line is not "a change in the file".
         self._baseline = holder.current
         if self._existed:
             with contextlib.suppress(ConfigError):
-                self._baseline = config_from_mapping(self._load_raw()[0], self.env)
+                raw = self._load_raw()[0]
+                self._blank_ok = not raw
+                self._baseline = config_from_mapping(raw, self.env)
         holder.on_change(self._reconfigure_logging)
 
     @property
@@ -126,9 +137,18 @@ class ConfigManager:
         return os.environ if self._env is None else self._env
 
     def _load_raw(self) -> tuple[dict[str, Any], str | None]:
+        """The file's mapping; absent or empty is an error unless the running config came from that."""
         if not self.path.exists():
+            if not self._blank_ok:
+                raise ConfigError(str(self.path), "file not found (deleted or renamed)")
             return {}, None
-        return load_raw(str(self.path), self.env)
+        try:
+            return load_raw(str(self.path), self.env, allow_empty=self._blank_ok)
+        except ConfigError as exc:
+            if exc.reason != EMPTY_FILE_REASON:
+                raise
+            raise ConfigError(exc.key, f"{EMPTY_FILE_REASON} (a save in progress?); it is read again when it "
+                                       "changes (to run on the defaults, restart with it empty)") from None
 
     # -- what /health shows ---------------------------------------------------------------
     def problem(self) -> str | None:
@@ -235,6 +255,7 @@ class ConfigManager:
             recovered = self.error is not None
             self.error = None
             self._reported = None
+            self._blank_ok = not raw
             if recovered:
                 log_event(log, "config.recovered", path=str(self.path))
             await self._apply(new, actor="file", source="file")
@@ -291,7 +312,7 @@ class ConfigManager:
                 log_event(log, "config.post_failed", level=40, actor=actor, keys=",".join(patch), reason=reason)
                 return _rejected(500, "config", reason)
             self._signature = _signature(self.path)  # our own write is not a hand edit
-            self._existed = True
+            self._existed, self._blank_ok = True, False
             self.error = None
             self._reported = None
             changes, restart = await self._apply(new, actor=actor, source="api")

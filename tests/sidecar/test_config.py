@@ -992,6 +992,15 @@ def test_echo_grace_is_a_documented_processing_key() -> None:
 # --- the loader shared with the console ------------------------------------------------------------
 
 
+def test_an_empty_file_is_an_error_only_when_asked(tmp_path: Path) -> None:
+    for text in ("", "  \n\n", "# only a comment\n"):
+        path = write(tmp_path, text)
+        assert load_raw(str(path), env={}) == ({}, str(path))
+        with pytest.raises(ConfigError) as caught:
+            load_raw(str(path), env={}, allow_empty=False)
+        assert caught.value.key == str(path) and "empty" in caught.value.reason
+
+
 def test_section_from_mapping_reads_one_section_only() -> None:
     from connector_config import section_from_mapping
 
