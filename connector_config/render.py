@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import math
 import os
@@ -186,6 +187,10 @@ def write_atomically(path: Path, text: str) -> None:
     target = path.resolve()  # a symlinked config (e.g. a mounted volume) is updated where it lives
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     mode = target.stat().st_mode & 0o7777 if target.exists() else 0o600
+    if target.exists() and (not mode & 0o222 or not os.access(target, os.W_OK)):
+        # The rename would succeed in a writable folder (and always for root), but a file
+        # nobody may write is the operator saying "do not change this": leave it alone.
+        raise PermissionError(errno.EACCES, "the file is read-only", str(target))
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:

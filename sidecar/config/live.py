@@ -7,7 +7,10 @@ running one as a whole (``ConfigHolder.replace``), an audit entry records which 
 
 - ``POST /config`` merges a partial document into the file's raw mapping, validates the result
   with the same code as start-up, writes config.yaml back atomically with its comments kept
-  (:func:`connector_config.render_patched_yaml`), and then applies it.
+  (:func:`connector_config.render_patched_yaml`), and then applies it. When the file cannot be
+  written (compose mounts it read-only) the change is still applied, and the answer says it
+  is not persisted: it lasts until the next restart or the next edit of the file, and later
+  posts build on it.
 - A background task stats config.yaml every second (mtime, size, inode; no extra dependency).
   A valid edit is applied; an invalid one keeps the last good config running, is logged once
   in one line naming the key, and shows in ``/health`` until the file is fixed.
@@ -27,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import errno
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -91,6 +95,13 @@ def _keep_running(running: Config, new: Config) -> Config:
     )
 
 
+def _why_not_written(path: Path, exc: OSError) -> str:
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.EBUSY):
+        # EBUSY: a single file bind-mounted into a container cannot be replaced by a rename.
+        return f"{path.name} is read-only"
+    return f"{path.name} cannot be written ({exc.strerror or type(exc).__name__})"
+
+
 def _signature(path: Path) -> tuple[int, int, int] | None:
     try:
         st = path.stat()
@@ -119,6 +130,10 @@ class ConfigManager:
         self._signature = _signature(self.path)
         self._existed = self._signature is not None
         self._reported: tuple[Any, str] | None = None
+        self._unsaved: dict[str, Any] = {}
+        """Posted changes config.yaml could not take: live, and the base of the next post."""
+        self.unsaved_reason: str | None = None
+        """Why the posted changes are not in config.yaml (e.g. it is read-only), while they are not."""
         # An absent or empty file means "all defaults" only while the running config came from
         # one; once it came from a document, an empty file is a save in progress (module docs).
         self._blank_ok = True
@@ -169,6 +184,9 @@ class ConfigManager:
         if config.server.admin_token and len(config.server.admin_token) < 32:
             out.append("server.admin_token is shorter than 32 characters")
         out += [f"{key} changed in config.yaml: restart the sidecar to apply it" for key in self.restart_pending]
+        if self.unsaved_reason:
+            out.append(f"changes made through POST /config are live but not saved ({self.unsaved_reason}): "
+                       f"they last until the next restart or the next edit of the file")
         return out
 
     # -- kv for the console ---------------------------------------------------------------
@@ -258,6 +276,11 @@ class ConfigManager:
             self._blank_ok = not raw
             if recovered:
                 log_event(log, "config.recovered", path=str(self.path))
+            if self._unsaved:
+                # The operator edited the file: it is the config now, posted changes included or not.
+                log_event(log, "config.unsaved_dropped", level=30, keys=",".join(self._unsaved),
+                          reason="config.yaml was edited; changes posted but not saved are replaced by it")
+                self._unsaved, self.unsaved_reason = {}, None
             await self._apply(new, actor="file", source="file")
 
     async def _refuse(self, exc: ConfigError) -> None:
@@ -288,10 +311,12 @@ class ConfigManager:
             try:
                 patch = strip_masked_echoes(drop_env_masks(document, self.env), masked_config_dict(running),
                                             config_to_dict(running))
-                merged = deep_merge(raw, patch)
+                # Earlier posts the file could not take are still live: build on them.
+                pending = deep_merge(self._unsaved, patch)
+                merged = deep_merge(raw, pending)
                 new = config_from_mapping(merged, self.env, source_path=source or str(self.path))
                 text = self.path.read_text(encoding="utf-8") if self.path.exists() else ""
-                rendered = render_patched_yaml(text, patch)
+                rendered = render_patched_yaml(text, pending)
             except ConfigError as exc:
                 self._metrics.inc("connector_config_reloads_total", source="api", outcome="rejected")
                 if self.error is not None:
@@ -302,27 +327,35 @@ class ConfigManager:
             if not self._round_trips(rendered, new):
                 # A bug of ours, not the operator's: say so in the log, where it can be reported.
                 reason = "the rewritten config.yaml would not load back the same"
-                log_event(log, "config.post_failed", level=40, actor=actor, keys=",".join(patch), reason=reason)
+                log_event(log, "config.post_failed", level=40, actor=actor, keys=",".join(pending), reason=reason)
                 self._metrics.inc("connector_config_reloads_total", source="api", outcome="failed")
                 return _rejected(500, "config", reason)
             try:
                 write_atomically(self.path, rendered)
             except OSError as exc:
-                reason = f"cannot write {self.path.name}: {exc.strerror or type(exc).__name__}"
-                log_event(log, "config.post_failed", level=40, actor=actor, keys=",".join(patch), reason=reason)
-                return _rejected(500, "config", reason)
-            self._signature = _signature(self.path)  # our own write is not a hand edit
-            self._existed, self._blank_ok = True, False
-            self.error = None
-            self._reported = None
+                # Still applied: the operator asked for the change, and refusing it would not make
+                # the file writable (compose mounts it read-only). The answer says it is not kept.
+                self._unsaved, self.unsaved_reason = pending, _why_not_written(self.path, exc)
+                log_event(log, "config.not_persisted", level=30, path=str(self.path), keys=",".join(pending),
+                          reason=self.unsaved_reason)
+            else:
+                self._signature = _signature(self.path)  # our own write is not a hand edit
+                self._existed, self._blank_ok = True, False
+                self._unsaved, self.unsaved_reason = {}, None
+                self.error = None
+                self._reported = None
             changes, restart = await self._apply(new, actor=actor, source="api")
         body: dict[str, Any] = {
             "status": "applied" if changes else "unchanged",
             "changed": list(changes),
             "restart_required": restart,
             "overridden_by_env": env_overridden(patch, self.env),
-            "config": masked_config_dict(self.holder.current),
+            "persisted": self.unsaved_reason is None,
         }
+        if self.unsaved_reason is not None:
+            body["warning"] = f"{self.unsaved_reason}: the change is live until the next restart"
+        body["warnings"] = self.warnings()
+        body["config"] = masked_config_dict(self.holder.current)
         return ApplyResult(200, body)
 
     def _round_trips(self, text: str, expected: Config) -> bool:

@@ -1025,3 +1025,17 @@ def test_written_floats_read_back_as_the_same_number(value: float) -> None:
                                {"processing": {"debounce_seconds": value}})
     assert "# kept" in text
     assert parse_yaml("config.yaml", text)["processing"]["debounce_seconds"] == value
+
+
+def test_a_read_only_file_is_not_replaced(tmp_path: Path) -> None:
+    from connector_config import write_atomically
+
+    path = write(tmp_path, "server: {port: 5000}\n")
+    path.chmod(0o444)
+    with pytest.raises(PermissionError):
+        write_atomically(path, "server: {port: 6000}\n")
+    assert path.read_text(encoding="utf-8") == "server: {port: 5000}\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["config.yaml"]  # no temp file left
+    path.chmod(0o644)
+    write_atomically(path, "server: {port: 6000}\n")
+    assert path.read_text(encoding="utf-8") == "server: {port: 6000}\n"
