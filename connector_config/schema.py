@@ -441,3 +441,18 @@ class Config(_Section):
         names += [rule.crew for rule in self.routing.rules]
         names += [crew.name for crew in self.crews]
         return tuple(dict.fromkeys(names))
+
+    @property
+    def unserved_crews(self) -> tuple[str, ...]:
+        """Crews the routing names that no back-end serves, in routing order.
+
+        A crew is served when it is listed under ``crews:``, or by MCP-Crew over HTTP when
+        ``mcp_crew.api_url`` is set (CONTRACT §5). Such a config is legal (the shipped file
+        routes to MCP-Crew's crews before its URL is filled in), so this is reported as a
+        warning, not refused: a message routed there fails and goes to the dead letters.
+        """
+        if self.mcp_crew.api_url:
+            return ()
+        listed = {crew.name for crew in self.crews}
+        routed = [self.routing.default_crew, *(rule.crew for rule in self.routing.rules)]
+        return tuple(name for name in dict.fromkeys(routed) if name not in listed)

@@ -95,6 +95,19 @@ def _keep_running(running: Config, new: Config) -> Config:
     )
 
 
+def unserved_warnings(config: Config) -> list[str]:
+    """One line per crew the routing names that no back-end serves, naming its first key."""
+    unserved = set(config.unserved_crews)
+    named = [("routing.default_crew", config.routing.default_crew)]
+    named += [(f"routing.rules[{index}].crew", rule.crew) for index, rule in enumerate(config.routing.rules)]
+    out = []
+    for key, crew in named:
+        if crew in unserved:
+            unserved.discard(crew)
+            out.append(f'{key}: no back-end serves crew "{crew}": list it under crews: or set mcp_crew.api_url')
+    return out
+
+
 def _why_not_written(path: Path, exc: OSError) -> str:
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.EBUSY):
         # EBUSY: a single file bind-mounted into a container cannot be replaced by a rename.
@@ -146,6 +159,7 @@ class ConfigManager:
                 self._blank_ok = not raw
                 self._baseline = config_from_mapping(raw, self.env)
         holder.on_change(self._reconfigure_logging)
+        _log_unserved(holder.current)
 
     @property
     def env(self) -> Mapping[str, str]:
@@ -184,6 +198,7 @@ class ConfigManager:
         if config.server.admin_token and len(config.server.admin_token) < 32:
             out.append("server.admin_token is shorter than 32 characters")
         out += [f"{key} changed in config.yaml: restart the sidecar to apply it" for key in self.restart_pending]
+        out += unserved_warnings(config)
         if self.unsaved_reason:
             out.append(f"changes made through POST /config are live but not saved ({self.unsaved_reason}): "
                        f"they last until the next restart or the next edit of the file")
@@ -227,6 +242,8 @@ class ConfigManager:
                 log_event(log, "config.audit_failed", level=40, error=str(exc))
             log_event(log, "config.applied", source=source, actor=actor, keys=",".join(changes),
                       restart_required=",".join(restart) or None)
+            if effective.unserved_crews != running.unserved_crews:
+                _log_unserved(effective)
             self._metrics.inc("connector_config_reloads_total", source=source, outcome="applied")
             for listener in list(self.listeners):
                 listener()
@@ -366,6 +383,12 @@ class ConfigManager:
             return config_from_mapping(data, self.env, source_path=expected.source_path) == expected
         except ConfigError:
             return False
+
+
+def _log_unserved(config: Config) -> None:
+    if config.unserved_crews:
+        log_event(log, "config.unserved_crews", level=30, crews=",".join(config.unserved_crews),
+                  action="their messages fail: list them under crews: or set mcp_crew.api_url")
 
 
 def _rejected(status: int, key: str, reason: str) -> ApplyResult:

@@ -193,6 +193,24 @@ async def test_a_read_only_config_is_applied_live_and_says_it_is_not_persisted(
         ("context.max_messages",), ("routing.rules",)]
 
 
+async def test_unserved_crews_are_warned_about(sidecar_factory: SidecarFactory) -> None:
+    """Without mcp_crew.api_url, a crew not listed under crews: has no back-end: accepted (the
+    shipped file is like that), but /health and the POST answer say which key names it."""
+    proc = await sidecar_factory({"mcp_crew": {"api_url": ""}, "routing": {"rules": []},
+                                  "crews": {"suporte": {"backend": "local", "fallback_reply": "oi"}}})
+    async with RecordingClient() as http:
+        _, health, _ = await http.get(f"{proc.url}/health")
+        assert not any("no back-end serves" in w for w in health["warnings"])
+        status, body = await _post(http, proc, {"routing": {"rules": [
+            {"channel": "sms", "crew": "suporte"}, {"channel": "whatsapp", "crew": "ghost"}]}})
+        assert status == 200, body
+        expected = 'routing.rules[1].crew: no back-end serves crew "ghost": list it under crews: or set mcp_crew.api_url'
+        assert expected in body["warnings"]
+        _, health, _ = await http.get(f"{proc.url}/health")
+        assert expected in health["warnings"]
+    await proc.wait_for_output("config.unserved_crews")
+
+
 async def test_restart_only_keys_are_reported_not_applied(sidecar: SidecarProcess) -> None:
     async with RecordingClient() as http:
         status, body = await _post(http, sidecar, {"server": {"port": sidecar.port + 1}})

@@ -989,6 +989,22 @@ def test_echo_grace_is_a_documented_processing_key() -> None:
     assert "echo_grace_seconds: 10" in SHIPPED.read_text(encoding="utf-8")
 
 
+# --- crews the routing names that nothing serves ---------------------------------------------------
+
+
+def test_unserved_crews_are_reported_not_refused() -> None:
+    """The shipped file routes to MCP-Crew's crews before mcp_crew.api_url is filled in: it
+    must still load (zero-config start), and the crews nothing serves are listed."""
+    shipped = load_config(str(SHIPPED), env={})
+    assert shipped.unserved_crews == (
+        "suporte", "whatsapp_crew", "facebook_crew", "instagram_crew", "webwidget_crew")
+    assert "faq" not in shipped.unserved_crews  # listed under crews: (local)
+    assert load_config(str(SHIPPED), env={"MCP_CREW_API_URL": "http://crew:8000/api"}).unserved_crews == ()
+    served = build({"routing": {"default_crew": "faq", "rules": [{"crew": "faq", "channel": "sms"}]},
+                    "crews": {"faq": {"backend": "local", "fallback_reply": "oi"}}})
+    assert served.unserved_crews == ()
+
+
 # --- the loader shared with the console ------------------------------------------------------------
 
 
