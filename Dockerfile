@@ -16,6 +16,7 @@ COPY pyproject.toml README.md ./
 COPY sidecar/ ./sidecar/
 COPY state/ ./state/
 COPY console/ ./console/
+COPY connector_config/ ./connector_config/
 
 # Every dependency has a binary wheel for CPython 3.11 on Linux, so no compiler is needed.
 # The venv is created without pip (pip arrives only as a dependency of sqlite-utils); the

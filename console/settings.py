@@ -1,7 +1,9 @@
 """Provides the console's own settings: where the database is and how often to refresh.
 
-The console deliberately reads only ``state.path`` and ``console.refresh_seconds`` from
-config.yaml (plus the ``SIDECAR_DB`` / ``SIDECAR_CONFIG`` variables). Everything else in that
+The console reads config.yaml through the same loader and schema as the sidecar
+(:mod:`connector_config`), but validates only its own sections, ``state`` and ``console``
+(plus the ``SIDECAR_DB`` / ``SIDECAR_CONFIG`` variables): a mistake elsewhere in the file is
+the sidecar's to report, and the console must still start to show it. Everything else in that
 file may hold secrets; the masked effective config comes from the database instead.
 """
 
@@ -10,13 +12,8 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
-import yaml
-
-DEFAULT_DB = "data/connector.db"
-DEFAULT_REFRESH = 1.0
+from connector_config import ConfigError, ConsoleConfig, StateConfig, load_raw, section_from_mapping
 
 
 class SettingsError(Exception):
@@ -29,13 +26,8 @@ class ConsoleSettings:
 
     db_path: str
     """The SQLite file shared with the sidecar."""
-    refresh_seconds: float = DEFAULT_REFRESH
+    refresh_seconds: float = ConsoleConfig().refresh_seconds
     """Longest time between two full refreshes of the visible screen."""
-
-
-def _section(doc: Mapping[str, Any], name: str) -> Mapping[str, Any]:
-    value = doc.get(name)
-    return value if isinstance(value, Mapping) else {}
 
 
 def load_settings(
@@ -52,27 +44,14 @@ def load_settings(
         The console settings.
 
     Raises:
-        SettingsError: the named config file is missing or is not YAML.
+        SettingsError: the named config file is missing or unreadable, or ``state`` or
+            ``console`` holds a bad value (the message names the key).
     """
     env = os.environ if env is None else env
-    explicit = config or env.get("SIDECAR_CONFIG") or None
-    path = Path(explicit or "config.yaml")
-    doc: Mapping[str, Any] = {}
-    if path.is_file():
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as exc:
-            # Only the first line: a YAML error's context could quote a secret-bearing line.
-            raise SettingsError(f"cannot read {path}: {str(exc).splitlines()[0]}") from exc
-        doc = loaded if isinstance(loaded, Mapping) else {}
-    elif explicit:
-        raise SettingsError(f"config file not found: {path}")
-    db_path = db or env.get("SIDECAR_DB") or _section(doc, "state").get("path") or DEFAULT_DB
-    refresh = _section(doc, "console").get("refresh_seconds", DEFAULT_REFRESH)
     try:
-        refresh_seconds = float(refresh)
-    except (TypeError, ValueError) as exc:
-        raise SettingsError(f"console.refresh_seconds: not a number: {refresh!r}") from exc
-    if not 0.1 <= refresh_seconds <= 60:
-        raise SettingsError("console.refresh_seconds: must be between 0.1 and 60")
-    return ConsoleSettings(db_path=str(db_path), refresh_seconds=refresh_seconds)
+        raw, _ = load_raw(config, env)
+        state: StateConfig = section_from_mapping(raw, "state", env)
+        console: ConsoleConfig = section_from_mapping(raw, "console", env)
+    except ConfigError as exc:
+        raise SettingsError(str(exc)) from None
+    return ConsoleSettings(db_path=db or state.path, refresh_seconds=console.refresh_seconds)

@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from sidecar.config import (
+from connector_config import (
     ENV_OVERRIDES,
     Config,
     ConfigError,

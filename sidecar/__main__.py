@@ -8,7 +8,9 @@ import os
 import sys
 from typing import Any
 
-from sidecar.config import ConfigError, load_config
+from pydantic import ValidationError
+
+from sidecar.config import ConfigError, config_error, load_config
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -41,7 +43,12 @@ def main(argv: list[str] | None = None, *, extra_blueprints: tuple[Any, ...] = (
         return 2
     server = config.server
     if args.host or args.port:
-        server = dataclasses.replace(server, host=args.host or server.host, port=args.port or server.port)
+        try:
+            server = dataclasses.replace(server, host=args.host or server.host, port=args.port or server.port)
+        except ValidationError as exc:  # the records check every value, command-line ones too
+            error = config_error(exc)
+            print(f"config error: --{error.key}: {error.reason}", file=sys.stderr)
+            return 2
         config = dataclasses.replace(config, server=server)
 
     from sidecar.app import create_app

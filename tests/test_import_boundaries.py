@@ -20,3 +20,9 @@ def test_state_stays_free_of_web_and_ui_frameworks() -> None:
 def test_sidecar_does_not_load_the_console() -> None:
     loaded = _loaded_after("import sidecar.app")
     assert "console" not in loaded and "textual" not in loaded
+
+
+def test_the_shared_config_package_stands_alone() -> None:
+    """The console, the demo and the sidecar all import it: it may import none of them."""
+    loaded = _loaded_after("import connector_config")
+    assert not loaded & {"sanic", "textual", "aiohttp", "sidecar", "console", "state"}

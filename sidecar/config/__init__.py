@@ -1,11 +1,13 @@
-"""Provides the sidecar's configuration: typed frozen records, loading, masking and live changes.
+"""Provides the sidecar's configuration: the shared schema and loader, plus live changes.
 
-Everything outside this package imports from here (``from sidecar.config import Config``).
+The schema, loading and rendering live in :mod:`connector_config` (shared with the console and
+the demo); this package re-exports them, so the sidecar imports ``from sidecar.config import
+Config``. :mod:`sidecar.config.live` (``POST /config`` and the file watcher) is the sidecar's own.
 """
 
 from __future__ import annotations
 
-from sidecar.config.schema import (
+from connector_config import (
     BACKENDS,
     CHANNELS,
     CONFIG_PATH_ENV,
@@ -27,6 +29,7 @@ from sidecar.config.schema import (
     RoutingRule,
     ServerConfig,
     StateConfig,
+    config_error,
     config_from_mapping,
     config_to_dict,
     deep_merge,
@@ -41,6 +44,6 @@ __all__ = [
     "BACKENDS", "CHANNELS", "CONFIG_PATH_ENV", "DEFAULT_CONFIG_PATH", "DIALECTS", "ENV_OVERRIDES",
     "ChatwootConfig", "Config", "ConfigError", "ConsoleConfig", "ContextConfig", "CrewConfig",
     "HealthConfig", "LocalAnswer", "LoggingConfig", "McpCrewConfig", "ProcessingConfig", "RoutingConfig",
-    "RoutingRule", "ServerConfig", "StateConfig", "config_from_mapping", "config_to_dict", "deep_merge",
-    "load_config", "load_raw", "masked_config_dict", "secret_values", "validate_outbound_url",
+    "RoutingRule", "ServerConfig", "StateConfig", "config_error", "config_from_mapping", "config_to_dict",
+    "deep_merge", "load_config", "load_raw", "masked_config_dict", "secret_values", "validate_outbound_url",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sidecar.config.schema import Config
+from connector_config import Config
 
 
 class ConfigHolder:

@@ -6,12 +6,19 @@ running one as a whole (``ConfigHolder.replace``), an audit entry records which 
 ``config.effective`` for the console.
 
 - ``POST /config`` merges a partial document into the file's raw mapping, validates the result
-  with the same code as start-up, writes config.yaml back atomically (temp file, fsync,
-  ``os.replace``) through ruamel.yaml's round-trip mode so hand-written comments survive, and
-  then applies it.
+  with the same code as start-up, writes config.yaml back atomically with its comments kept
+  (:func:`connector_config.render_patched_yaml`), and then applies it. When the file cannot be
+  written (compose mounts it read-only) the change is still applied, and the answer says it
+  is not persisted: it lasts until the next restart or the next edit of the file, and later
+  posts build on it.
 - A background task stats config.yaml every second (mtime, size, inode; no extra dependency).
   A valid edit is applied; an invalid one keeps the last good config running, is logged once
   in one line naming the key, and shows in ``/health`` until the file is fixed.
+- A file that becomes empty (no YAML document: nothing, blanks or comments) while the sidecar
+  runs is treated as invalid, not as "all defaults": editors and scripts that save by
+  truncating and then writing show an empty file for a moment, and applying it would drop the
+  webhook secret and every URL. It is re-read at its next change. Starting with an empty or
+  absent file still means all defaults, and then an empty file is no change.
 
 Environment variables still win over the file after a change. Keys that cannot change while
 running (listen address, database, log directory, worker start) keep their running value and
@@ -23,19 +30,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import io
+import errno
 import os
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap
-
-from sidecar.config import (
+from connector_config import (
     DEFAULT_CONFIG_PATH,
-    ENV_OVERRIDES,
+    EMPTY_FILE_REASON,
     Config,
     ConfigError,
     config_from_mapping,
@@ -43,8 +47,12 @@ from sidecar.config import (
     deep_merge,
     load_raw,
     masked_config_dict,
+    parse_yaml,
+    render_patched_yaml,
+    write_atomically,
 )
 from sidecar.config.holder import ConfigHolder
+from sidecar.config.patch import config_changes, drop_env_masks, env_overridden, strip_masked_echoes
 from sidecar.ops.logs import get_logger, log_event, reconfigure
 from sidecar.ops.metrics import Metrics
 from state import StateError, StateService, Tx
@@ -60,7 +68,6 @@ RESTART_KEYS: tuple[str, ...] = (
 
 STATUS_KEY = CONFIG_STATUS
 EFFECTIVE_KEY = CONFIG_EFFECTIVE
-_MASK_PREFIX = "****"
 _ENVELOPE_KEYS = {"config", "meta"}
 
 
@@ -77,29 +84,6 @@ def _get(config: Config, dotted: str) -> Any:
     return value
 
 
-def _flatten(doc: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Dotted leaf keys; lists are leaves (a rule list changes as a whole)."""
-    out: dict[str, Any] = {}
-    for key, value in doc.items():
-        dotted = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, Mapping) and value:
-            out.update(_flatten(value, dotted))
-        else:
-            out[dotted] = value
-    return out
-
-
-def config_changes(old: Config, new: Config) -> dict[str, dict[str, Any]]:
-    """``{dotted key: {"old", "new"}}`` of every changed value, secrets masked."""
-    plain_old, plain_new = _flatten(config_to_dict(old)), _flatten(config_to_dict(new))
-    shown_old, shown_new = _flatten(masked_config_dict(old)), _flatten(masked_config_dict(new))
-    changes: dict[str, dict[str, Any]] = {}
-    for key in sorted(set(plain_old) | set(plain_new)):
-        if plain_old.get(key) != plain_new.get(key):
-            changes[key] = {"old": shown_old.get(key), "new": shown_new.get(key)}
-    return changes
-
-
 def _keep_running(running: Config, new: Config) -> Config:
     """``new`` with the start-up-only keys kept at their running values."""
     return dataclasses.replace(
@@ -111,126 +95,24 @@ def _keep_running(running: Config, new: Config) -> Config:
     )
 
 
-def env_overridden(patch: Mapping[str, Any], env: Mapping[str, str]) -> list[str]:
-    """Posted keys that an environment variable overrides (the env value keeps winning)."""
+def unserved_warnings(config: Config) -> list[str]:
+    """One line per crew the routing names that no back-end serves, naming its first key."""
+    unserved = set(config.unserved_crews)
+    named = [("routing.default_crew", config.routing.default_crew)]
+    named += [(f"routing.rules[{index}].crew", rule.crew) for index, rule in enumerate(config.routing.rules)]
     out = []
-    for name, section, file_key, _ in ENV_OVERRIDES:
-        posted = patch.get(section)
-        if isinstance(posted, Mapping) and file_key in posted and (env.get(name) or "").strip():
-            out.append(f"{section}.{file_key} (env {name})")
+    for key, crew in named:
+        if crew in unserved:
+            unserved.discard(crew)
+            out.append(f'{key}: no back-end serves crew "{crew}": list it under crews: or set mcp_crew.api_url')
     return out
 
 
-def strip_masked_echoes(patch: Mapping[str, Any], masked: Mapping[str, Any], plain: Mapping[str, Any],
-                        prefix: str = "") -> dict[str, Any]:
-    """The patch without secrets echoed in their masked form (``GET /config`` output sent back).
-
-    A value equal to the running secret's mask means "unchanged" and is left out, so the file
-    keeps the real secret. Inside a secret list (webhook secrets during a rotation) a masked
-    item is replaced by the secret it masks. Any other value starting with ``****`` is refused:
-    it is a mask, not a secret, and writing it would lock Chatwoot or the crews out.
-    """
-    out: dict[str, Any] = {}
-    for key, value in patch.items():
-        dotted = f"{prefix}.{key}" if prefix else str(key)
-        shown = masked.get(key) if isinstance(masked, Mapping) else None
-        real = plain.get(key) if isinstance(plain, Mapping) else None
-        if isinstance(value, Mapping):
-            out[key] = strip_masked_echoes(value, shown if isinstance(shown, Mapping) else {},
-                                           real if isinstance(real, Mapping) else {}, dotted)
-        elif isinstance(value, str) and value.startswith(_MASK_PREFIX) and value != real:
-            if value != shown:
-                raise ConfigError(dotted, "is a masked value (****…); send the real secret or leave the key out")
-            # else: the running secret's own mask, i.e. "unchanged": left out of the patch
-        elif isinstance(value, list) and any(isinstance(v, str) and v.startswith(_MASK_PREFIX) for v in value):
-            shown_items = shown if isinstance(shown, list) else [shown]
-            real_items = real if isinstance(real, list) else [real]
-            items = []
-            for index, item in enumerate(value):
-                if isinstance(item, str) and item.startswith(_MASK_PREFIX):
-                    if item not in shown_items:
-                        raise ConfigError(f"{dotted}[{index}]", "is a masked value (****…) of no current secret")
-                    item = real_items[shown_items.index(item)]
-                items.append(item)
-            if items != real_items:
-                out[key] = items
-        else:
-            out[key] = value
-    return out
-
-
-def _is_mask(value: Any) -> bool:
-    if isinstance(value, list):
-        return any(_is_mask(v) for v in value)
-    return isinstance(value, str) and value.startswith(_MASK_PREFIX)
-
-
-def _drop_env_masks(document: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
-    """Masked echoes of keys the environment sets are dropped before anything else: their
-    running value comes from the environment and must never be copied into the file."""
-    out = dict(document)
-    for name, section, file_key, _ in ENV_OVERRIDES:
-        posted = out.get(section)
-        if (env.get(name) or "").strip() and isinstance(posted, Mapping) and _is_mask(posted.get(file_key)):
-            out[section] = {k: v for k, v in posted.items() if k != file_key}
-    return out
-
-
-def _yaml() -> YAML:
-    yaml = YAML(typ="rt")
-    yaml.preserve_quotes = True
-    yaml.width = 4096  # never fold a long value (a URL, a regex) onto a second line
-    yaml.indent(mapping=2, sequence=4, offset=2)  # the shipped config.yaml's style
-    return yaml
-
-
-def _merge_into(target: CommentedMap, patch: Mapping[str, Any]) -> None:
-    """Applies ``patch`` to the round-trip document in place, so comments stay where they are."""
-    for key, value in patch.items():
-        if value is None:
-            target.pop(key, None)  # JSON null: back to the default
-        elif isinstance(value, Mapping) and isinstance(target.get(key), CommentedMap):
-            _merge_into(target[key], value)
-        else:
-            target[key] = value
-
-
-def render_patched_yaml(text: str, patch: Mapping[str, Any]) -> str:
-    """config.yaml's text with ``patch`` merged in, comments and layout kept."""
-    yaml = _yaml()
-    doc = yaml.load(text) if text.strip() else None
-    if doc is None:
-        doc = CommentedMap()
-    if not isinstance(doc, CommentedMap):
-        raise ConfigError("config", "the file's top level is not a mapping")
-    _merge_into(doc, patch)
-    buffer = io.StringIO()
-    yaml.dump(doc, buffer)
-    return buffer.getvalue()
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Temp file in the same directory, fsync, ``os.replace``: readers see old or new, never half."""
-    target = path.resolve()  # a symlinked config (e.g. a mounted volume) is updated where it lives
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    mode = target.stat().st_mode & 0o7777 if target.exists() else 0o600
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, target)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+def _why_not_written(path: Path, exc: OSError) -> str:
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.EBUSY):
+        # EBUSY: a single file bind-mounted into a container cannot be replaced by a rename.
+        return f"{path.name} is read-only"
+    return f"{path.name} cannot be written ({exc.strerror or type(exc).__name__})"
 
 
 def _signature(path: Path) -> tuple[int, int, int] | None:
@@ -261,22 +143,41 @@ class ConfigManager:
         self._signature = _signature(self.path)
         self._existed = self._signature is not None
         self._reported: tuple[Any, str] | None = None
+        self._unsaved: dict[str, Any] = {}
+        """Posted changes config.yaml could not take: live, and the base of the next post."""
+        self.unsaved_reason: str | None = None
+        """Why the posted changes are not in config.yaml (e.g. it is read-only), while they are not."""
+        # An absent or empty file means "all defaults" only while the running config came from
+        # one; once it came from a document, an empty file is a save in progress (module docs).
+        self._blank_ok = True
         # Start-up values of the restart-only keys as the file (plus env) gave them; a --port on
         # the command line is not "a change in the file".
         self._baseline = holder.current
         if self._existed:
             with contextlib.suppress(ConfigError):
-                self._baseline = config_from_mapping(self._load_raw()[0], self.env)
+                raw = self._load_raw()[0]
+                self._blank_ok = not raw
+                self._baseline = config_from_mapping(raw, self.env)
         holder.on_change(self._reconfigure_logging)
+        _log_unserved(holder.current)
 
     @property
     def env(self) -> Mapping[str, str]:
         return os.environ if self._env is None else self._env
 
     def _load_raw(self) -> tuple[dict[str, Any], str | None]:
+        """The file's mapping; absent or empty is an error unless the running config came from that."""
         if not self.path.exists():
+            if not self._blank_ok:
+                raise ConfigError(str(self.path), "file not found (deleted or renamed)")
             return {}, None
-        return load_raw(str(self.path), self.env)
+        try:
+            return load_raw(str(self.path), self.env, allow_empty=self._blank_ok)
+        except ConfigError as exc:
+            if exc.reason != EMPTY_FILE_REASON:
+                raise
+            raise ConfigError(exc.key, f"{EMPTY_FILE_REASON} (a save in progress?); it is read again when it "
+                                       "changes (to run on the defaults, restart with it empty)") from None
 
     # -- what /health shows ---------------------------------------------------------------
     def problem(self) -> str | None:
@@ -297,6 +198,10 @@ class ConfigManager:
         if config.server.admin_token and len(config.server.admin_token) < 32:
             out.append("server.admin_token is shorter than 32 characters")
         out += [f"{key} changed in config.yaml: restart the sidecar to apply it" for key in self.restart_pending]
+        out += unserved_warnings(config)
+        if self.unsaved_reason:
+            out.append(f"changes made through POST /config are live but not saved ({self.unsaved_reason}): "
+                       f"they last until the next restart or the next edit of the file")
         return out
 
     # -- kv for the console ---------------------------------------------------------------
@@ -337,6 +242,8 @@ class ConfigManager:
                 log_event(log, "config.audit_failed", level=40, error=str(exc))
             log_event(log, "config.applied", source=source, actor=actor, keys=",".join(changes),
                       restart_required=",".join(restart) or None)
+            if effective.unserved_crews != running.unserved_crews:
+                _log_unserved(effective)
             self._metrics.inc("connector_config_reloads_total", source=source, outcome="applied")
             for listener in list(self.listeners):
                 listener()
@@ -383,8 +290,14 @@ class ConfigManager:
             recovered = self.error is not None
             self.error = None
             self._reported = None
+            self._blank_ok = not raw
             if recovered:
                 log_event(log, "config.recovered", path=str(self.path))
+            if self._unsaved:
+                # The operator edited the file: it is the config now, posted changes included or not.
+                log_event(log, "config.unsaved_dropped", level=30, keys=",".join(self._unsaved),
+                          reason="config.yaml was edited; changes posted but not saved are replaced by it")
+                self._unsaved, self.unsaved_reason = {}, None
             await self._apply(new, actor="file", source="file")
 
     async def _refuse(self, exc: ConfigError) -> None:
@@ -413,12 +326,14 @@ class ConfigManager:
                 return _rejected(409, exc.key, f"config.yaml cannot be read, fix the file first: {exc.reason}")
             running = self.holder.current
             try:
-                patch = strip_masked_echoes(_drop_env_masks(document, self.env), masked_config_dict(running),
+                patch = strip_masked_echoes(drop_env_masks(document, self.env), masked_config_dict(running),
                                             config_to_dict(running))
-                merged = deep_merge(raw, patch)
+                # Earlier posts the file could not take are still live: build on them.
+                pending = deep_merge(self._unsaved, patch)
+                merged = deep_merge(raw, pending)
                 new = config_from_mapping(merged, self.env, source_path=source or str(self.path))
                 text = self.path.read_text(encoding="utf-8") if self.path.exists() else ""
-                rendered = render_patched_yaml(text, patch)
+                rendered = render_patched_yaml(text, pending)
             except ConfigError as exc:
                 self._metrics.inc("connector_config_reloads_total", source="api", outcome="rejected")
                 if self.error is not None:
@@ -427,34 +342,53 @@ class ConfigManager:
                                                    f"or post a valid value for this key)")
                 return _rejected(400, exc.key, exc.reason)
             if not self._round_trips(rendered, new):
-                return _rejected(500, "config", "the rewritten config.yaml would not load back the same")
+                # A bug of ours, not the operator's: say so in the log, where it can be reported.
+                reason = "the rewritten config.yaml would not load back the same"
+                log_event(log, "config.post_failed", level=40, actor=actor, keys=",".join(pending), reason=reason)
+                self._metrics.inc("connector_config_reloads_total", source="api", outcome="failed")
+                return _rejected(500, "config", reason)
             try:
                 write_atomically(self.path, rendered)
             except OSError as exc:
-                return _rejected(500, "config", f"cannot write {self.path.name}: {exc.strerror or type(exc).__name__}")
-            self._signature = _signature(self.path)  # our own write is not a hand edit
-            self._existed = True
-            self.error = None
-            self._reported = None
+                # Still applied: the operator asked for the change, and refusing it would not make
+                # the file writable (compose mounts it read-only). The answer says it is not kept.
+                self._unsaved, self.unsaved_reason = pending, _why_not_written(self.path, exc)
+                log_event(log, "config.not_persisted", level=30, path=str(self.path), keys=",".join(pending),
+                          reason=self.unsaved_reason)
+            else:
+                self._signature = _signature(self.path)  # our own write is not a hand edit
+                self._existed, self._blank_ok = True, False
+                self._unsaved, self.unsaved_reason = {}, None
+                self.error = None
+                self._reported = None
             changes, restart = await self._apply(new, actor=actor, source="api")
         body: dict[str, Any] = {
             "status": "applied" if changes else "unchanged",
             "changed": list(changes),
             "restart_required": restart,
             "overridden_by_env": env_overridden(patch, self.env),
-            "config": masked_config_dict(self.holder.current),
+            "persisted": self.unsaved_reason is None,
         }
+        if self.unsaved_reason is not None:
+            body["warning"] = f"{self.unsaved_reason}: the change is live until the next restart"
+        body["warnings"] = self.warnings()
+        body["config"] = masked_config_dict(self.holder.current)
         return ApplyResult(200, body)
 
     def _round_trips(self, text: str, expected: Config) -> bool:
-        """The text we are about to write loads back into exactly the validated config."""
-        import yaml  # PyYAML: the loader start-up uses
-
+        """The text we are about to write loads back into exactly the validated config (with
+        the start-up loader: PyYAML reads YAML 1.1, where ruamel's defaults differ)."""
         try:
-            data = yaml.safe_load(text) or {}
+            data = parse_yaml(str(self.path), text) or {}
             return config_from_mapping(data, self.env, source_path=expected.source_path) == expected
-        except (yaml.YAMLError, ConfigError):
+        except ConfigError:
             return False
+
+
+def _log_unserved(config: Config) -> None:
+    if config.unserved_crews:
+        log_event(log, "config.unserved_crews", level=30, crews=",".join(config.unserved_crews),
+                  action="their messages fail: list them under crews: or set mcp_crew.api_url")
 
 
 def _rejected(status: int, key: str, reason: str) -> ApplyResult:

@@ -30,10 +30,6 @@ from sidecar.outbound.chatwoot import ChatwootClient, ChatwootError
 from sidecar.queue.retry import retry_delay
 from state import ActionRecord, Job, StateService, Tx
 
-# With an agent-bot token we cannot list messages, so the echo webhook is the evidence
-# that a message whose create call dropped was stored; we wait this long for it.
-ECHO_GRACE_SECONDS = 10.0
-
 log = get_logger()
 
 
@@ -271,7 +267,9 @@ class ReplyPoster:
                        private=private, digest=digest)
 
     def _echo_grace(self) -> float:
-        return ECHO_GRACE_SECONDS
+        # With an agent-bot token we cannot list messages, so the echo webhook is the evidence
+        # that a message whose create call dropped was stored; we wait this long for it.
+        return self._config().processing.echo_grace_seconds
 
     async def _already_posted(self, job: Job, record: ActionRecord, content: str, private: bool) -> int | bool | None:
         """After an interrupted create: the message id if it was stored, False if it certainly

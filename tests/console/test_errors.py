@@ -7,12 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from textual.widgets import Static
 
 from console.reader import describe
 from console.screens.overview import OverviewScreen
 from console.screens.problem import ProblemScreen
-from console.settings import load_settings
+from console.settings import SettingsError, load_settings
 from tests.console.conftest import build_app
 from tests.console.helpers import LoadWatcher, screen_text, settle
 from tests.console.seed import seed
@@ -87,6 +88,24 @@ def test_settings_precedence(tmp_path: Path) -> None:
     assert load_settings(str(config), None, {"SIDECAR_DB": "env.db"}).db_path == "env.db"
     settings = load_settings(None, "flag.db", {"SIDECAR_CONFIG": str(config), "SIDECAR_DB": "env.db"})
     assert (settings.db_path, settings.refresh_seconds) == ("flag.db", 0.5)
+
+
+def test_settings_use_the_shared_schema(tmp_path: Path) -> None:
+    """state and console are checked like the sidecar checks them, keys named; the sidecar's
+    own sections are not the console's business (it must start to show a broken config)."""
+    config = tmp_path / "config.yaml"
+    config.write_text("chatwoot:\n  api_url: not-a-url\n  nonsense: 1\nconsole:\n  refresh_seconds: 2\n")
+    settings = load_settings(str(config), None, {})
+    assert (settings.db_path, settings.refresh_seconds) == ("data/connector.db", 2.0)
+    for text, message in [("console:\n  refresh_seconds: 0\n", "console.refresh_seconds: must be between"),
+                          ("console:\n  refresh_seconds: fast\n", "console.refresh_seconds: must be a number"),
+                          ("state:\n  path: ''\n", "state.path: must not be empty"),
+                          ("state:\n  pth: x.db\n", "state.pth: unknown key"),
+                          ("state: [unclosed\n", "invalid YAML at line 2")]:
+        config.write_text(text)
+        with pytest.raises(SettingsError) as caught:
+            load_settings(str(config), None, {})
+        assert message in str(caught.value), text
 
 
 def test_cli_bad_config_is_one_line(tmp_path: Path) -> None:

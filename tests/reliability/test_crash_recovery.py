@@ -109,6 +109,23 @@ async def test_reply_stored_then_connection_dropped_gives_exactly_one_message(
     assert conv_row["owner"] == "bot"
 
 
+async def test_echo_grace_is_the_configured_wait_before_a_lost_reply_is_posted_again(
+    sidecar_factory, chatwoot: FakeChatwoot, crew: FakeCrew
+) -> None:
+    """Agent-bot token, create call dropped after Chatwoot stored it, echo lost: no evidence can
+    come, so after processing.echo_grace_seconds the reply is posted again (the documented
+    duplicate of docs/reliability.md), not after a fixed 10 s."""
+    proc = await sidecar_factory({"processing": {"echo_grace_seconds": 0.6}})
+    chatwoot.drop_after_store_next(1)
+    conv = chatwoot.open_conversation("webwidget")
+    await chatwoot.customer_says(conv, "Quanto custa a barraca?")
+    chatwoot.webhook_url = f"http://127.0.0.1:{free_port()}/webhook/chatwoot"  # the echo is lost
+    await wait_until(lambda: [j["state"] for j in jobs(proc)] == ["done"], what="job done")
+    first, second = chatwoot.calls("messages")
+    assert 0.6 <= second.at - first.at < 8.0
+    assert len(chatwoot.replies(conv.display_id)) == 2
+
+
 @pytest.mark.parametrize("chatwoot", [{"token_kind": "user", "echo_before_response": True}], indirect=True)
 async def test_own_echo_before_the_create_answer_does_not_pause_the_bot(
     sidecar_factory, chatwoot: FakeChatwoot, crew: FakeCrew

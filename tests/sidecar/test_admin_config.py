@@ -73,6 +73,7 @@ async def test_post_routing_rule_applies_live_keeps_comments_and_is_audited(
         assert body["status"] == "applied"
         assert body["changed"] == ["routing.rules"]
         assert body["restart_required"] == [] and body["overridden_by_env"] == []
+        assert body["persisted"] is True and "warning" not in body
 
         conv = chatwoot.open_conversation("whatsapp")
         await chatwoot.customer_says(conv, "quero falar com alguém")
@@ -142,6 +143,72 @@ async def test_echoing_get_output_keeps_the_real_secrets(
     conv = chatwoot.open_conversation("webwidget")
     assert (await chatwoot.customer_says(conv, "olá"))[0] == 200
     await chatwoot.wait_for(lambda: len(chatwoot.replies(conv.display_id)) == 1)
+
+
+async def test_a_float_written_with_an_exponent_is_accepted_and_reads_back(sidecar: SidecarProcess) -> None:
+    """JSON's 0.00001 is 1e-05 in Python; written as such, YAML 1.1 would read a string back."""
+    async with RecordingClient() as http:
+        status, body = await _post(http, sidecar, {"processing": {"debounce_seconds": 0.00001,
+                                                                  "retry_base_seconds": 2.5e-2}})
+        assert status == 200, body
+        assert body["persisted"] is True
+        assert body["config"]["processing"]["debounce_seconds"] == 0.00001
+    on_disk = yaml.safe_load(sidecar.config_path.read_text(encoding="utf-8"))
+    assert on_disk["processing"]["debounce_seconds"] == 0.00001
+    assert on_disk["processing"]["retry_base_seconds"] == 0.025
+    assert not any("config.post_failed" in line for line in sidecar.output)
+    [entry] = sidecar.query(lambda s: s.audit.config_changes())  # the watcher took the write as ours
+    assert entry.actor.startswith("api") and entry.keys == ("processing.debounce_seconds",
+                                                            "processing.retry_base_seconds")
+
+
+async def test_a_read_only_config_is_applied_live_and_says_it_is_not_persisted(
+    sidecar: SidecarProcess, chatwoot: FakeChatwoot, crew: FakeCrew
+) -> None:
+    """The compose file mounts config.yaml read-only: the change still applies, the answer,
+    the log and /health say it is not kept, and a second post builds on the first."""
+    before = sidecar.config_path.read_text(encoding="utf-8")
+    sidecar.config_path.chmod(0o444)
+    rules = [{"channel": "whatsapp", "crew": "live_only_crew"}]
+    async with RecordingClient() as http:
+        status, body = await _post(http, sidecar, {"routing": {"rules": rules}})
+        assert status == 200, body
+        assert body["status"] == "applied" and body["persisted"] is False
+        assert body["warning"] == "config.yaml is read-only: the change is live until the next restart"
+        status, body = await _post(http, sidecar, {"context": {"max_messages": 3}})
+        assert status == 200 and body["persisted"] is False
+        assert body["config"]["context"]["max_messages"] == 3
+        assert body["config"]["routing"]["rules"] == [{"crew": "live_only_crew", "channel": ["whatsapp"]}]
+        _, health, _ = await http.get(f"{sidecar.url}/health")
+        assert any("not saved (config.yaml is read-only)" in w for w in health["warnings"])
+        assert health["status"] == "ok"  # running what was asked for; only the file lags
+    conv = chatwoot.open_conversation("whatsapp")
+    await chatwoot.customer_says(conv, "oi")
+    await chatwoot.wait_for(lambda: len(chatwoot.replies(conv.display_id)) == 1)
+    assert crew.crew_requests()[-1]["crew"] == "live_only_crew"
+    assert sidecar.config_path.read_text(encoding="utf-8") == before
+    line = await sidecar.wait_for_output("config.not_persisted")
+    assert "read-only" in line
+    assert sorted(entry.keys for entry in sidecar.query(lambda s: s.audit.config_changes())) == [
+        ("context.max_messages",), ("routing.rules",)]
+
+
+async def test_unserved_crews_are_warned_about(sidecar_factory: SidecarFactory) -> None:
+    """Without mcp_crew.api_url, a crew not listed under crews: has no back-end: accepted (the
+    shipped file is like that), but /health and the POST answer say which key names it."""
+    proc = await sidecar_factory({"mcp_crew": {"api_url": ""}, "routing": {"rules": []},
+                                  "crews": {"suporte": {"backend": "local", "fallback_reply": "oi"}}})
+    async with RecordingClient() as http:
+        _, health, _ = await http.get(f"{proc.url}/health")
+        assert not any("no back-end serves" in w for w in health["warnings"])
+        status, body = await _post(http, proc, {"routing": {"rules": [
+            {"channel": "sms", "crew": "suporte"}, {"channel": "whatsapp", "crew": "ghost"}]}})
+        assert status == 200, body
+        expected = 'routing.rules[1].crew: no back-end serves crew "ghost": list it under crews: or set mcp_crew.api_url'
+        assert expected in body["warnings"]
+        _, health, _ = await http.get(f"{proc.url}/health")
+        assert expected in health["warnings"]
+    await proc.wait_for_output("config.unserved_crews")
 
 
 async def test_restart_only_keys_are_reported_not_applied(sidecar: SidecarProcess) -> None:

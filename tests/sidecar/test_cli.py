@@ -27,3 +27,10 @@ def test_missing_explicit_config_and_bad_env_are_one_line_errors(tmp_path: Path)
     env = {"PATH": "/usr/bin:/bin", "SIDECAR_PORT": "eighty"}
     result = _run(cwd=tmp_path, env=env)
     assert result.returncode == 2 and "server.port" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_bad_port_on_the_command_line_is_one_line(tmp_path: Path) -> None:
+    """--port is checked by the same schema as server.port in the file."""
+    result = _run("--port", "70000", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "config error: --port: must be between 1 and 65535"

@@ -732,6 +732,8 @@ def test_patch_then_validate() -> None:
         "http://[::1]:8000/",
         "HTTPS://Example.COM",
         "http://169.254.example.com/",  # a name, not a literal address
+        "http://metadata.example.com/",  # only the exact well-known names are refused
+        "http://my-metadata/",
     ],
 )
 def test_outbound_url_accepted(url: str) -> None:
@@ -763,6 +765,18 @@ def test_outbound_url_accepted(url: str) -> None:
         ("http://0xa9fea9fe/", "link-local/metadata address refused"),
         ("http://169.254.169.254./", "link-local/metadata address refused"),
         ("http://１６９.２５４.１６９.２５４/", "link-local/metadata address refused"),
+        # Metadata services by their well-known names and their addresses outside 169.254/16.
+        ("http://metadata.google.internal/computeMetadata/v1/", "link-local/metadata address refused"),
+        ("http://METADATA.Google.Internal./", "link-local/metadata address refused"),
+        ("http://metadata/computeMetadata/v1/", "link-local/metadata address refused"),
+        ("http://instance-data/latest/meta-data/", "link-local/metadata address refused"),
+        ("http://instance-data.ec2.internal/", "link-local/metadata address refused"),
+        ("http://ｍｅｔａｄａｔａ.google.internal/", "link-local/metadata address refused"),
+        ("http://100.100.100.200/latest/meta-data/", "link-local/metadata address refused"),
+        ("http://192.0.0.192/opc/v1/", "link-local/metadata address refused"),
+        ("http://168.63.129.16/machine", "link-local/metadata address refused"),
+        ("http://[fd20:ce::254]/", "link-local/metadata address refused"),
+        ("http://[::ffff:100.100.100.200]/", "link-local/metadata address refused"),
     ],
 )
 def test_outbound_url_refused(url: str, reason: str) -> None:
@@ -872,3 +886,172 @@ def test_arbitrary_input_raises_only_config_error(raw: dict[str, Any]) -> None:
         assert error.key and error.reason
     else:
         assert build(config_to_dict(config)) == config
+
+
+# --- declared once: the schema documents itself; messages name the key, never a secret ----------
+
+
+def _records() -> list[type]:
+    import connector_config.schema as schema
+
+    return [obj for obj in vars(schema).values()
+            if isinstance(obj, type) and hasattr(obj, "__pydantic_fields__") and not obj.__name__.startswith("_")]
+
+
+def test_every_key_is_documented_in_the_schema() -> None:
+    records = _records()
+    assert len(records) >= 14
+    for record in records:
+        for name, info in record.__pydantic_fields__.items():
+            assert (info.description or "").strip(), f"{record.__name__}.{name} has no docstring"
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"processing": {"max_attempts": "3"}}, "processing.max_attempts: must be an integer, not a string"),
+        ({"processing": {"max_attempts": 0}}, "processing.max_attempts: must be >= 1"),
+        ({"server": {"port": 5000.0}}, "server.port: must be an integer, not a number"),
+        ({"logging": {"json": "yes"}}, "logging.json: must be true or false, not a string"),
+        ({"processing": {"concurrency": None, "nonsense": 1}}, "processing.nonsense: unknown key"),
+        ({"routing": {"rules": [{"crew": "a", "channel": "sms"}, {"crew": "b", "keywords": "oi"},
+                                {"crew": "c", "channel": ["whatsapp", "orkut"]}]}},
+         "routing.rules[2].channel[1]: must be one of whatsapp, facebook, instagram, webwidget, api, "
+         "email, telegram, sms, line, twitter, tiktok (got 'orkut')"),
+        ({"processing": {"retry_base_seconds": 60, "retry_max_seconds": 10}},
+         "processing.retry_base_seconds: must not exceed retry_max_seconds"),
+        ({"crews": {"vendas": {"backend": "mcp"}}}, "crews.vendas.url: is required"),
+        ({"crews": {"vendas": {"backend": "local", "answers": [{"keywords": "oi"}]}}},
+         "crews.vendas.answers[0].reply: is required"),
+        ({"processing": {"lease_seconds": 10**400}}, "processing.lease_seconds: must be a finite number"),
+        ({"source_path": "/etc/passwd"}, "source_path: unknown key"),
+    ],
+)
+def test_messages_name_the_dotted_key(raw: dict[str, Any], message: str) -> None:
+    assert str(error_for(raw)) == message
+
+
+SECRETISH = "s3cr3t-Value-0123456789"
+
+_MISPLACED: list[dict[str, Any]] = [
+    {"server": {"port": SECRETISH}},
+    {"server": {"max_body_bytes": [SECRETISH]}},
+    {"server": {"public_url": f"sidecar/{SECRETISH}"}},
+    {"server": {"host": {SECRETISH: 1}}},
+    {"processing": {"debounce_seconds": SECRETISH}},
+    {"processing": {"breaker_failure_ratio": SECRETISH}},
+    {"logging": {"json": SECRETISH}},
+    {"chatwoot": {"inbox_ids": [SECRETISH]}},
+    {"chatwoot": {"bot_user_id": SECRETISH}},
+    {"chatwoot": {"webhook_secret": [SECRETISH, ""]}},
+    {"chatwoot": {"webhook_secret": {SECRETISH: SECRETISH}}},
+    {"chatwoot": {"api_url": f"http://metadata.google.internal/?token={SECRETISH}"}},
+    {"mcp_crew": {"api_url": f"https://user:{SECRETISH}@crew/"}},
+    {"routing": {"rules": [{"crew": "x", "inbox_id": SECRETISH}]}},
+    {"routing": {"rules": [{"crew": "x", "pattern": f"({SECRETISH}"}]}},
+    {"crews": {"x": {"backend": "http", "url": "http://crew", "timeout_seconds": SECRETISH}}},
+    {"crews": {"x": {"backend": "http", "url": "http://crew", "headers": {"X-Key": [SECRETISH]}}}},
+    {"crews": {"x": {"backend": "mcp", "url": f"http://crew/?k={SECRETISH}", "tool": " "}}},
+    {"crews": {"x": {"backend": "http", "url": "http://crew", "token": 5, "extra": SECRETISH}}},
+    {"crews": {"x": {"backend": "http", "url": "http://crew", "token": [SECRETISH]}}},
+]
+
+
+@pytest.mark.parametrize("raw", _MISPLACED, ids=range(len(_MISPLACED)))
+def test_errors_never_echo_the_value(raw: dict[str, Any]) -> None:
+    """pydantic's errors carry the input; ours carry only the key, the reason and the kind."""
+    error = error_for(raw)
+    assert SECRETISH not in str(error) and SECRETISH[:8] not in str(error)
+    assert error.__suppress_context__  # pydantic's own error (which prints the input) is not chained
+
+
+def test_env_errors_name_the_variable() -> None:
+    assert str(error_for({}, env={"SIDECAR_PORT": "0"})) == (
+        "server.port: must be between 1 and 65535 (from SIDECAR_PORT)")
+    assert error_for({}, env={"MCP_CREW_API_URL": "http://metadata/"}).reason.endswith("(from MCP_CREW_API_URL)")
+
+
+def test_records_check_values_built_in_code_too() -> None:
+    with pytest.raises(ValueError):
+        dataclasses.replace(Config().server, port=0)
+    with pytest.raises(ValueError):
+        CrewConfig(name="x", backend="mcp")  # no url
+    assert dataclasses.replace(Config().server, port=6000).port == 6000
+
+
+# --- processing.echo_grace_seconds --------------------------------------------------------------
+
+
+def test_echo_grace_is_a_documented_processing_key() -> None:
+    assert Config().processing.echo_grace_seconds == 10.0
+    assert build({"processing": {"echo_grace_seconds": 2.5}}).processing.echo_grace_seconds == 2.5
+    assert error_for({"processing": {"echo_grace_seconds": 0}}).key == "processing.echo_grace_seconds"
+    assert "echo_grace_seconds: 10" in SHIPPED.read_text(encoding="utf-8")
+
+
+# --- crews the routing names that nothing serves ---------------------------------------------------
+
+
+def test_unserved_crews_are_reported_not_refused() -> None:
+    """The shipped file routes to MCP-Crew's crews before mcp_crew.api_url is filled in: it
+    must still load (zero-config start), and the crews nothing serves are listed."""
+    shipped = load_config(str(SHIPPED), env={})
+    assert shipped.unserved_crews == (
+        "suporte", "whatsapp_crew", "facebook_crew", "instagram_crew", "webwidget_crew")
+    assert "faq" not in shipped.unserved_crews  # listed under crews: (local)
+    assert load_config(str(SHIPPED), env={"MCP_CREW_API_URL": "http://crew:8000/api"}).unserved_crews == ()
+    served = build({"routing": {"default_crew": "faq", "rules": [{"crew": "faq", "channel": "sms"}]},
+                    "crews": {"faq": {"backend": "local", "fallback_reply": "oi"}}})
+    assert served.unserved_crews == ()
+
+
+# --- the loader shared with the console ------------------------------------------------------------
+
+
+def test_an_empty_file_is_an_error_only_when_asked(tmp_path: Path) -> None:
+    for text in ("", "  \n\n", "# only a comment\n"):
+        path = write(tmp_path, text)
+        assert load_raw(str(path), env={}) == ({}, str(path))
+        with pytest.raises(ConfigError) as caught:
+            load_raw(str(path), env={}, allow_empty=False)
+        assert caught.value.key == str(path) and "empty" in caught.value.reason
+
+
+def test_section_from_mapping_reads_one_section_only() -> None:
+    from connector_config import section_from_mapping
+
+    raw = {"state": {"path": "x.db"}, "chatwoot": {"api_url": "not a url"}, "console": {"refresh_seconds": 2}}
+    assert section_from_mapping(raw, "state", {}).path == "x.db"
+    assert section_from_mapping(raw, "state", {"SIDECAR_DB": "env.db"}).path == "env.db"
+    assert section_from_mapping(raw, "console", {}).refresh_seconds == 2.0
+    with pytest.raises(ConfigError) as caught:
+        section_from_mapping({"console": {"refresh_seconds": 0}}, "console", {})
+    assert caught.value.key == "console.refresh_seconds"
+
+
+# --- the write-back of POST /config ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [0.00001, 1e-7, 2.5e-12, 1e20, 1.5e16, 123456789.0, 0.1])
+def test_written_floats_read_back_as_the_same_number(value: float) -> None:
+    """ruamel writes 1e-05, which the start-up loader (YAML 1.1) reads as a string."""
+    from connector_config import parse_yaml, render_patched_yaml
+
+    text = render_patched_yaml("processing:\n  # kept\n  debounce_seconds: 2\n",
+                               {"processing": {"debounce_seconds": value}})
+    assert "# kept" in text
+    assert parse_yaml("config.yaml", text)["processing"]["debounce_seconds"] == value
+
+
+def test_a_read_only_file_is_not_replaced(tmp_path: Path) -> None:
+    from connector_config import write_atomically
+
+    path = write(tmp_path, "server: {port: 5000}\n")
+    path.chmod(0o444)
+    with pytest.raises(PermissionError):
+        write_atomically(path, "server: {port: 6000}\n")
+    assert path.read_text(encoding="utf-8") == "server: {port: 5000}\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["config.yaml"]  # no temp file left
+    path.chmod(0o644)
+    write_atomically(path, "server: {port: 6000}\n")
+    assert path.read_text(encoding="utf-8") == "server: {port: 6000}\n"

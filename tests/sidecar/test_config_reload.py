@@ -59,8 +59,10 @@ async def test_a_broken_edit_keeps_the_old_config_and_fixing_it_recovers(
         broken = await poll_until(health, lambda b: any("processing.max_attempts" in w for w in b["warnings"]),
                                   what="/health naming the bad key")
         assert broken["status"] == "degraded"
-        status = await _config_status(sidecar)
-        assert status["valid"] is False and "processing.max_attempts" in status["error"]
+        # /health reads the manager; the kv row for the console is written right after: wait for it.
+        status = await poll_until(lambda: _config_status(sidecar), lambda st: st.get("valid") is False,
+                                  what="kv config.status invalid")
+        assert "processing.max_attempts" in status["error"]
         line = await sidecar.wait_for_output("config.invalid")
         assert "key=processing.max_attempts" in line and "kept the last good config" in line
 
@@ -114,3 +116,34 @@ async def test_a_deleted_file_keeps_the_running_config(sidecar: SidecarProcess, 
         await poll_until(health, lambda b: any("file not found" in w for w in b["warnings"]),
                          what="/health naming the missing file")
     assert await _answered_by(chatwoot, crew, "instagram") == "instagram_crew"
+
+
+async def test_an_empty_file_while_running_keeps_the_last_good_config(
+    sidecar: SidecarProcess, chatwoot: FakeChatwoot, crew: FakeCrew
+) -> None:
+    """A truncate-then-write save shows an empty file for a moment: it must not be applied as
+    "all defaults" (no webhook secret: every webhook 401; no crew URL: dead letters)."""
+    good = sidecar.config_path.read_text(encoding="utf-8")
+    async with RecordingClient() as http:
+        async def health() -> dict[str, Any]:
+            return (await http.get(f"{sidecar.url}/health"))[1]
+
+        for blank in ("", "\n  \n# being rewritten\n"):
+            sidecar.config_path.write_text(blank, encoding="utf-8")
+            body = await poll_until(health, lambda b: any("the file is empty" in w for w in b["warnings"]),
+                                    what="/health naming the empty file")
+            assert body["status"] == "degraded"
+            # Still the last good config: signed webhooks verify, the crew is still called.
+            assert await _answered_by(chatwoot, crew, "whatsapp") == "whatsapp_crew"
+            # An API change is refused too: on top of an empty file it would drop every secret.
+            status, answer, _ = await http.post(f"{sidecar.url}/config", json={"context": {"max_messages": 3}},
+                                                headers={"Authorization": f"Bearer {sidecar.config['server']['admin_token']}"})
+            assert status == 409 and "the file is empty" in answer["error"]
+        line = await sidecar.wait_for_output("config.invalid")
+        assert "empty" in line and "kept the last good config" in line
+
+        sidecar.config_path.write_text(good, encoding="utf-8")
+        await poll_until(health, lambda b: not any("config.yaml" in w for w in b["warnings"]),
+                         what="/health after the file has content again")
+    await sidecar.wait_for_output("config.recovered")
+    assert await _audit(sidecar) == []  # nothing was ever applied from the empty file
