@@ -106,8 +106,10 @@ def jobs(proc: SidecarProcess, conversation_id: int | None = None) -> list[dict[
 
 
 def open_jobs(proc: SidecarProcess) -> int:
-    stats = proc.query(lambda s: s.jobs.stats())
-    return stats.pending + stats.in_flight + stats.waiting
+    """Work not finished yet: open jobs, and acknowledged deliveries not applied yet (they become
+    jobs once applied, so "no open job" alone could be true before the work even exists)."""
+    stats, backlog = proc.query(lambda s: (s.jobs.stats(), s.journal.backlog()))
+    return stats.pending + stats.in_flight + stats.waiting + backlog.unapplied
 
 
 def crew_keys(crew_requests: list[Any]) -> list[str]:
