@@ -96,9 +96,12 @@ class Fakes:
                            workdir / "fakes.log", marker="FAKES_READY")
         self.urls: dict[str, str] = json.loads(self.svc.wait_ready().split(" ", 1)[1])
 
-    def replies(self) -> list[tuple[float, list[int]]]:
+    def replies(self) -> list[tuple[float, int]]:
+        """(time, conversation id) of every public reply since the last call. Every message of
+        these runs opens its own conversation, so a reply names its message by its conversation
+        (also a reply that does not echo the message id, e.g. a local crew's canned answer)."""
         doc = _get(self.urls["chatwoot"] + "/_bench/replies")
-        return [(float(at), list(ids)) for at, ids in doc["replies"]]
+        return [(float(row[0]), int(row[2])) for row in doc["replies"]]
 
     def crew_figures(self) -> dict[str, Any]:
         return _get(self.urls["control"] + "/_bench/crew")
@@ -127,10 +130,10 @@ class System:
 
 def start_sidecar(name: str, tree: Path, workdir: Path, fakes: Fakes, *, shipped: bool = False,
                   extra: dict[str, Any] | None = None) -> System:
-    """``python -m sidecar`` from ``tree``; ``shipped``: the repository's config.yaml as the base."""
+    """``python -m sidecar`` from ``tree``; ``shipped``: that tree's own config.yaml as the base."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    config: dict[str, Any] = yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8")) if shipped else {}
+    config: dict[str, Any] = yaml.safe_load((tree / "config.yaml").read_text(encoding="utf-8")) if shipped else {}
     config.setdefault("server", {}).update({"host": "127.0.0.1", "port": port,
                                             "public_url": f"http://127.0.0.1:{port}"})
     config.setdefault("state", {})["path"] = str(workdir / "data" / "connector.db")
@@ -174,9 +177,9 @@ class Feed:
 
     rate: float
     sent: dict[int, float]
-    """Accepted message id -> due time (epoch)."""
+    """Accepted message's conversation id -> due time (epoch); one message per conversation."""
     replies: dict[int, list[float]]
-    """Message id -> reply times (one entry per reply that named it)."""
+    """Conversation id -> reply times."""
     feed_end: float
     server_cpu: float
     cpu_window: float
@@ -218,16 +221,15 @@ def feed(system: System, fakes: Fakes, workdir: Path, *, rate: float, seconds: f
     m = run_measured(cmd)
     summary = tagged_json(m.output, "OPENLOOP_JSON")
     rows = [json.loads(line) for line in ledger.read_text().splitlines()]
-    sent = {r["message_id"]: r["due"] for r in rows if 200 <= r["status"] < 300}
+    sent = {r["conversation_id"]: r["due"] for r in rows if 200 <= r["status"] < 300}
     feed_end = summary["start_wall"] + seconds
     replies: dict[int, list[float]] = {}
     last_reply = feed_end
     deadline = feed_end + settle
     while True:
-        for at, ids in fakes.replies():
+        for at, conversation in fakes.replies():
             last_reply = max(last_reply, at)
-            for mid in ids:
-                replies.setdefault(mid, []).append(at)
+            replies.setdefault(conversation, []).append(at)
         done = all(m in replies for m in sent)
         if (done and stop_when_answered) or time.time() > deadline:
             break

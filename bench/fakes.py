@@ -44,7 +44,8 @@ def reply_text(ids: list[Any]) -> str:
 
 class MiniChatwoot:
     def __init__(self) -> None:
-        self.replies: list[tuple[float, list[int]]] = []
+        self.replies: list[tuple[float, list[int], int]] = []
+        """(receive time, customer message ids named in the text, conversation id) per reply."""
         self.next_id = 5_000_000
         self.calls = 0
 
@@ -68,8 +69,9 @@ class MiniChatwoot:
         body = await request.json()
         content = str(body.get("content") or "")
         match = _IDS.search(content)
-        if match:
-            self.replies.append((at, [int(x) for x in match.group(1).split(",") if x]))
+        ids = [int(x) for x in match.group(1).split(",") if x] if match else []
+        if not body.get("private"):
+            self.replies.append((at, ids, int(request.match_info["conversation_id"])))
         self.next_id += 1
         return web.json_response({"id": self.next_id, "content": content, "message_type": 1,
                                   "private": bool(body.get("private")), "created_at": int(at)})

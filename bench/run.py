@@ -257,7 +257,7 @@ class Stack:
     def replies(self) -> tuple[list[tuple[float, list[int]]], int]:
         with urllib.request.urlopen(self.urls["chatwoot"] + "/_bench/replies", timeout=10) as resp:
             doc = json.loads(resp.read())
-        return [(float(at), list(ids)) for at, ids in doc["replies"]], int(doc["calls"])
+        return [(float(row[0]), list(row[1])) for row in doc["replies"]], int(doc["calls"])
 
     def hang_crew(self) -> None:
         req = urllib.request.Request(self.urls["control"] + "/_bench/crew?hang=1", method="POST", data=b"")
