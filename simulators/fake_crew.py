@@ -150,6 +150,13 @@ class FakeCrew:
         self.duplicates = 0
         self.callbacks_sent: list[dict[str, Any]] = []  # {request_id, url, status, body}
         self.answers: dict[str, tuple[int, dict[str, Any]]] = {}  # idempotency key -> (status, body)
+        self.work = 0
+        """Answers computed. A request whose Idempotency-Key was answered, or is being answered
+        right now (a client's retry after its own timeout), gets that answer: no new work."""
+        self.joined = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._working: dict[str, asyncio.Future[tuple[int, dict[str, Any]]]] = {}
         self._fail: list[tuple[int, int, float | None]] = []  # [remaining, status, retry_after]
         self._fail_always: int | None = None
         self._hang = 0
@@ -275,10 +282,13 @@ class FakeCrew:
             status, retry_after = failure
             headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else {}
             return web.json_response({"error": "simulated failure"}, status=status, headers=headers)
-        if self.latency:
-            with contextlib.suppress(TimeoutError):  # a slow crew; stop() cuts it short
-                await asyncio.wait_for(self._stopping.wait(), self.latency)
         return None
+
+    async def _think(self) -> None:
+        """The crew's own time to answer (``latency``); stop() cuts it short."""
+        if self.latency:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.latency)
 
     def _take_failure(self) -> tuple[int, float | None] | None:
         if self._fail_always is not None:
@@ -307,20 +317,44 @@ class FakeCrew:
             await self._notify()
             status, body = self.answers[key]
             return web.json_response(body, status=status)
-        fault = await self._faults(request)
+        if key and key in self._working:  # the same request while it is being worked on: join it
+            self.joined += 1
+            try:
+                status, body = await asyncio.shield(self._working[key])
+                return web.json_response(body, status=status)
+            except asyncio.CancelledError:
+                if self._stopping.is_set():
+                    raise
+                # That attempt failed without an answer: this request does the work itself.
+        fault = await self._faults(request)  # a dropped, hung or failing request does no work
         if fault is not None:
             return fault
-        actions = await self._actions(envelope)
-        if self.mode == "async":
-            status, body = 202, {"status": "accepted"}
-            self._spawn(self._callback(envelope, key, actions))
-        else:
-            status, body = 200, {"actions": actions}
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        working: asyncio.Future[tuple[int, dict[str, Any]]] = asyncio.get_running_loop().create_future()
         if key:
-            self.answers[key] = (status, body)
-            self._keys.append(key)
-        await self._notify()
-        return web.json_response(body, status=status)
+            self._working[key] = working
+        try:
+            await self._think()
+            self.work += 1
+            actions = await self._actions(envelope)
+            if self.mode == "async":
+                status, body = 202, {"status": "accepted"}
+                self._spawn(self._callback(envelope, key, actions))
+            else:
+                status, body = 200, {"actions": actions}
+            if key:
+                self.answers[key] = (status, body)
+                self._keys.append(key)
+            working.set_result((status, body))
+            await self._notify()
+            return web.json_response(body, status=status)
+        finally:
+            self.in_flight -= 1
+            if not working.done():
+                working.cancel()
+            if key and self._working.get(key) is working:
+                del self._working[key]
 
     async def _callback(self, envelope: dict[str, Any], key: str, actions: list[Action]) -> None:
         with contextlib.suppress(TimeoutError):
@@ -361,6 +395,7 @@ class FakeCrew:
         fault = await self._faults(request)
         if fault is not None:
             return fault
+        await self._think()
         data = body.get("data") or {}
         envelope = {"crew": f"{data.get('channel') or 'faq'}_crew", "messages": [{"content": data.get("message")}],
                     "chatwoot": {"conversation": data.get("conversation_id"), "channel": data.get("channel")}}
