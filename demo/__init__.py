@@ -40,6 +40,7 @@ from connector_config import (
     deep_merge,
     load_raw,
 )
+from demo.lock import DataDirBusy, DataDirLock
 from demo.terminal import complain, say, take_foreground
 from simulators import FakeChatwoot, FakeConversation, FakeCrew, run_customers
 from simulators.fake_crew import (
@@ -526,11 +527,15 @@ async def _amain(*, config_path: str | None, host: str | None, port: int | None,
     customers_stop = asyncio.Event()
     tasks: list[asyncio.Task[Any]] = []
     counts: dict[str, int] = {}
+    data_lock: DataDirLock | None = None
     try:
         await chatwoot.start()
         await crew.start()
         try:
             data_dir = Path(os.environ.get(DATA_DIR_ENV, "").strip() or DEMO_DIR)
+            data_lock = _lock_data_dir(data_dir)  # before anything in the folder is touched
+            if data_lock is None:
+                return 2
             prepare_data_dir(data_dir)
             admin_token = os.environ.get("SIDECAR_ADMIN_TOKEN", "").strip() or secrets.token_urlsafe(32)
             setup = build_config(chatwoot, crew, data_dir=data_dir, overlay_path=config_path, host=host,
@@ -591,6 +596,20 @@ async def _amain(*, config_path: str | None, host: str | None, port: int | None,
                 await sidecar.stop()
         await crew.stop()
         await chatwoot.stop()
+        if data_lock is not None:  # last: the sidecar has closed the database
+            data_lock.release()
+
+
+def _lock_data_dir(data_dir: Path) -> DataDirLock | None:
+    """Holds ``data_dir`` for this demo (demo/lock.py), or says in one line why not."""
+    try:
+        return DataDirLock.acquire(data_dir)
+    except DataDirBusy as exc:
+        complain(f"error: {_shown_path(data_dir)} is in use by another demo{exc.holder}: stop that one, "
+                 f"or give this one its own folder (${DATA_DIR_ENV}=other-folder)")
+    except OSError as exc:
+        complain(f"error: ${DATA_DIR_ENV}: cannot use {_shown_path(data_dir)} ({exc.strerror or exc})")
+    return None
 
 
 def run_demo(config_path: str | None = None, host: str | None = None, port: int | None = None,
