@@ -555,9 +555,9 @@ async def _amain(*, config_path: str | None, host: str | None, port: int | None,
             await sidecar.start()
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                complain(f"cannot listen on {setup.config.server.host}:{setup.config.server.port}: "
-                         "address in use (choose another with --port)")
-                return 1
+                complain(f"error: server.port: {setup.config.server.host}:{setup.config.server.port} "
+                         "is already in use (choose another with --port)")
+                return 2
             raise
         chatwoot.webhook_url = f"http://{_connect_host(setup.config.server.host)}:{setup.config.server.port}" \
                                "/webhook/chatwoot"
