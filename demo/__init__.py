@@ -542,6 +542,8 @@ async def _amain(*, config_path: str | None, host: str | None, port: int | None,
                                  port=port, env=os.environ, admin_token=admin_token)
         except ConfigError as exc:
             complain(f"config error: {exc}")
+            if data_lock is not None:  # a refused folder (another program's database) keeps nothing
+                data_lock.release(remove=True)
             return 2
         # A live reload (POST /config, an edit of the demo config file) re-reads the
         # environment: an operator's exported CHATWOOT_API_URL must never rewire the demo to a

@@ -29,15 +29,18 @@ class DataDirBusy(Exception):
 class DataDirLock:
     """The held lock; ``release()`` (or the process's exit) frees the folder."""
 
-    def __init__(self, fd: int, path: Path) -> None:
+    def __init__(self, fd: int, path: Path, *, created: bool) -> None:
         self._fd: int | None = fd
         self.path = path
+        self.created = created
+        """The lock file did not exist before this demo."""
 
     @classmethod
     def acquire(cls, data_dir: Path) -> DataDirLock:
         """Locks ``data_dir`` (created if missing); raises DataDirBusy if a live demo holds it."""
         data_dir.mkdir(parents=True, exist_ok=True)
         path = data_dir / LOCK_NAME
+        created = not path.exists()
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -52,14 +55,21 @@ class DataDirLock:
         # itself is the flock, never the file's content).
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        return cls(fd, path)
+        return cls(fd, path, created=created)
 
-    def release(self) -> None:
-        if self._fd is not None:
+    def release(self, *, remove: bool = False) -> None:
+        """Frees the folder; ``remove`` also deletes the lock file if this demo created it
+        (for a folder the demo refused to use). A lock file is otherwise left in place:
+        deleting it could let two demos lock two different files of the same name."""
+        if self._fd is None:
+            return
+        if remove and self.created:
             with contextlib.suppress(OSError):
-                os.ftruncate(self._fd, 0)
-            os.close(self._fd)  # closing the only descriptor drops the flock
-            self._fd = None
+                self.path.unlink()
+        with contextlib.suppress(OSError):
+            os.ftruncate(self._fd, 0)
+        os.close(self._fd)  # closing the only descriptor drops the flock
+        self._fd = None
 
 
 def _holder(fd: int) -> str:

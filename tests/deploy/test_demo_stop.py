@@ -7,6 +7,7 @@ exit fails the test at the timeout.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shutil
@@ -17,6 +18,7 @@ import termios
 import threading
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.harness import REPO, free_port
@@ -105,7 +107,11 @@ class Terminal:
         return self.output.decode("utf-8", "replace")
 
     def close(self) -> None:
+        """Kills whatever still runs: the shell's group and the demo, which has a group of its own."""
         if self.proc.poll() is None:
+            with contextlib.suppress(psutil.Error):
+                for child in psutil.Process(self.proc.pid).children(recursive=True):
+                    child.kill()
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
         self._reader.join(10)
