@@ -608,7 +608,7 @@ def _lock_data_dir(data_dir: Path) -> DataDirLock | None:
         return DataDirLock.acquire(data_dir)
     except DataDirBusy as exc:
         complain(f"error: {_shown_path(data_dir)} is in use by another demo{exc.holder}: stop that one, "
-                 f"or give this one its own folder (${DATA_DIR_ENV}=other-folder)")
+                 f"or give this one its own folder with {DATA_DIR_ENV}=<folder>")
     except OSError as exc:
         complain(f"error: ${DATA_DIR_ENV}: cannot use {_shown_path(data_dir)} ({exc.strerror or exc})")
     return None

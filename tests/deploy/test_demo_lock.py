@@ -47,7 +47,7 @@ async def test_a_second_demo_in_the_same_folder_refuses_and_changes_nothing(tmp_
         second = await _refused(tmp_path)
         assert len(second.lines) == 1, second.lines
         assert re.fullmatch(r"error: demo-data is in use by another demo \(pid \d+\): stop that one, or give "
-                            r"this one its own folder \(\$DEMO_DATA_DIR=other-folder\)", second.lines[0]), second.lines
+                            r"this one its own folder with DEMO_DATA_DIR=<folder>", second.lines[0]), second.lines
         assert f"pid {first.proc.pid}" in second.lines[0]  # type: ignore[union-attr]
 
         assert _fingerprint(data) == before
