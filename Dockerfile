@@ -12,19 +12,24 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements.lock ./
 COPY sidecar/ ./sidecar/
 COPY state/ ./state/
 COPY console/ ./console/
 COPY connector_config/ ./connector_config/
 
+# The dependencies come from requirements.lock (every package of the tree, pinned, with its
+# hashes: what CI tested; `make lock` writes it), the project's own wheel from the sources.
 # Every dependency has a binary wheel for CPython 3.11 on Linux, so no compiler is needed.
 # The venv is created without pip (pip arrives only as a dependency of sqlite-utils); the
 # runtime image only ever runs the installed code.
-# --no-index on the install proves the wheel set from the pins in pyproject.toml is complete.
-RUN pip wheel --no-cache-dir --wheel-dir /wheels . \
+# --no-index on the installs proves the locked wheel set is complete and the only one used.
+RUN pip wheel --no-cache-dir --require-hashes --wheel-dir /wheels -r requirements.lock \
+    && pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
     && python -m venv --without-pip /opt/venv \
-    && pip --python /opt/venv/bin/python install --no-cache-dir --no-index --find-links /wheels /wheels/chatwoot_mcp_connector-*.whl
+    && pip --python /opt/venv/bin/python install --no-cache-dir --no-index --find-links /wheels \
+       --require-hashes -r requirements.lock \
+    && pip --python /opt/venv/bin/python install --no-cache-dir --no-index --no-deps /wheels/chatwoot_mcp_connector-*.whl
 
 # ---- runtime: the venv, the default config and an unprivileged user; nothing else ----
 FROM python:3.11-slim-bookworm

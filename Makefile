@@ -4,13 +4,33 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean lock
 
-$(STAMP): pyproject.toml
+# .venv is installed from the lock files, never resolved afresh: every package of the tree at
+# the version and with the hashes that were tested (README, "Updating dependencies").
+# requirements-dev.lock = requirements.lock (what the image runs) + the test extras + CI tools.
+# The project itself goes in without build isolation: its build backend (setuptools) is locked too.
+$(STAMP): pyproject.toml requirements.lock requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet --require-hashes -r requirements-dev.lock
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+
+# Re-resolves the lock files from pyproject.toml and requirements-ci.txt with uv (pinned here;
+# it runs from its own .venv-lock), for every platform (--universal) and with every file's hash.
+# Versions already locked are kept unless a pin moved them; LOCK_ARGS=--upgrade takes the newest
+# of everything, LOCK_ARGS="--upgrade-package NAME" of one package.
+UV_VERSION := 0.13.8
+LOCK_VENV := .venv-lock
+LOCK_ARGS ?=
+UV_COMPILE := $(LOCK_VENV)/bin/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes \
+	--custom-compile-command "make lock" $(LOCK_ARGS)
+
+lock:
+	test -x $(LOCK_VENV)/bin/uv && $(LOCK_VENV)/bin/uv --version | grep -q " $(UV_VERSION)" || \
+		{ $(PYTHON) -m venv $(LOCK_VENV) && $(LOCK_VENV)/bin/pip install --quiet uv==$(UV_VERSION); }
+	$(UV_COMPILE) pyproject.toml -o requirements.lock
+	$(UV_COMPILE) pyproject.toml --extra test requirements-ci.txt -c requirements.lock -o requirements-dev.lock
 
 run: $(STAMP)
 	$(BIN)/python -m sidecar --demo
@@ -32,4 +52,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(LOCK_VENV) .pytest_cache .ruff_cache

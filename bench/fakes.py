@@ -56,7 +56,7 @@ class MiniChatwoot:
             web.post(prefix + "/messages", self.create_message),
             web.post(prefix + "/{action}", self.ok),
             web.get(prefix + "/{action}", self.ok),
-            web.get("/api/v1/profile", self.ok),
+            web.get("/api/v1/profile", self.profile),
             web.get("/_bench/replies", self.take_replies),
         ])
         return app
@@ -75,6 +75,13 @@ class MiniChatwoot:
         self.next_id += 1
         return web.json_response({"id": self.next_id, "content": content, "message_type": 1,
                                   "private": bool(body.get("private")), "created_at": int(at)})
+
+    async def profile(self, request: web.Request) -> web.Response:
+        """The sidecar's health probe: checks the token as Chatwoot does (a user token's answer)."""
+        self.calls += 1
+        if request.headers.get("api_access_token") != TOKEN:
+            return web.json_response({"error": "Invalid Access Token"}, status=401)
+        return web.json_response({"id": 1, "type": "User"})
 
     async def ok(self, request: web.Request) -> web.Response:
         self.calls += 1

@@ -40,6 +40,8 @@ from connector_config import (
     deep_merge,
     load_raw,
 )
+from demo.lock import DataDirBusy, DataDirLock
+from demo.terminal import complain, say, take_foreground
 from simulators import FakeChatwoot, FakeConversation, FakeCrew, run_customers
 from simulators.fake_crew import (
     default_responder,
@@ -434,7 +436,7 @@ class _SidecarServer:
 
 
 def _print(line: str = "") -> None:
-    print(line, flush=True)
+    say(line)  # a reader that went away (`make run | tee`, Ctrl-C) must not stop the demo
 
 
 def _shown_path(path: str | Path) -> str:
@@ -501,12 +503,14 @@ async def _amain(*, config_path: str | None, host: str | None, port: int | None,
     def on_signal() -> None:
         nonlocal signals_seen
         signals_seen += 1
+        # Act first, then say so: a write to a terminal or pipe that is gone must never keep
+        # the demo from stopping.
         if signals_seen == 1:
-            _print("\nstopping: customers first, then the answers in progress…")
             stop.set()
+            _print("\nstopping: customers first, then the answers in progress…")
         elif main_task is not None:
-            _print("second signal: stopping now")
             main_task.cancel()
+            _print("second signal: stopping now")
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
@@ -523,17 +527,23 @@ async def _amain(*, config_path: str | None, host: str | None, port: int | None,
     customers_stop = asyncio.Event()
     tasks: list[asyncio.Task[Any]] = []
     counts: dict[str, int] = {}
+    data_lock: DataDirLock | None = None
     try:
         await chatwoot.start()
         await crew.start()
         try:
             data_dir = Path(os.environ.get(DATA_DIR_ENV, "").strip() or DEMO_DIR)
+            data_lock = _lock_data_dir(data_dir)  # before anything in the folder is touched
+            if data_lock is None:
+                return 2
             prepare_data_dir(data_dir)
             admin_token = os.environ.get("SIDECAR_ADMIN_TOKEN", "").strip() or secrets.token_urlsafe(32)
             setup = build_config(chatwoot, crew, data_dir=data_dir, overlay_path=config_path, host=host,
                                  port=port, env=os.environ, admin_token=admin_token)
         except ConfigError as exc:
-            print(f"config error: {exc}", file=sys.stderr, flush=True)
+            complain(f"config error: {exc}")
+            if data_lock is not None:  # a refused folder (another program's database) keeps nothing
+                data_lock.release(remove=True)
             return 2
         # A live reload (POST /config, an edit of the demo config file) re-reads the
         # environment: an operator's exported CHATWOOT_API_URL must never rewire the demo to a
@@ -547,9 +557,9 @@ async def _amain(*, config_path: str | None, host: str | None, port: int | None,
             await sidecar.start()
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                print(f"cannot listen on {setup.config.server.host}:{setup.config.server.port}: "
-                      "address in use (choose another with --port)", file=sys.stderr, flush=True)
-                return 1
+                complain(f"error: server.port: {setup.config.server.host}:{setup.config.server.port} "
+                         "is already in use (choose another with --port)")
+                return 2
             raise
         chatwoot.webhook_url = f"http://{_connect_host(setup.config.server.host)}:{setup.config.server.port}" \
                                "/webhook/chatwoot"
@@ -588,6 +598,20 @@ async def _amain(*, config_path: str | None, host: str | None, port: int | None,
                 await sidecar.stop()
         await crew.stop()
         await chatwoot.stop()
+        if data_lock is not None:  # last: the sidecar has closed the database
+            data_lock.release()
+
+
+def _lock_data_dir(data_dir: Path) -> DataDirLock | None:
+    """Holds ``data_dir`` for this demo (demo/lock.py), or says in one line why not."""
+    try:
+        return DataDirLock.acquire(data_dir)
+    except DataDirBusy as exc:
+        complain(f"error: {_shown_path(data_dir)} is in use by another demo{exc.holder}: stop that one, "
+                 f"or give this one its own folder with {DATA_DIR_ENV}=<folder>")
+    except OSError as exc:
+        complain(f"error: ${DATA_DIR_ENV}: cannot use {_shown_path(data_dir)} ({exc.strerror or exc})")
+    return None
 
 
 def run_demo(config_path: str | None = None, host: str | None = None, port: int | None = None,
@@ -596,11 +620,16 @@ def run_demo(config_path: str | None = None, host: str | None = None, port: int 
     try:
         resolved = resolve_rate(rate, os.environ)
     except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
+        complain(f"config error: {exc}")
         return 2
+    # Ctrl-C reaches the demo alone, so `make run` ends with the demo's status (demo/terminal.py).
+    give_back_terminal = take_foreground()
     try:
         return asyncio.run(_amain(config_path=config_path, host=host, port=port, rate=resolved))
     except asyncio.CancelledError:  # a second Ctrl-C during the shutdown
         return 130
     except KeyboardInterrupt:  # Ctrl-C before the loop's handlers were installed
         return 130
+    finally:
+        if give_back_terminal is not None:
+            give_back_terminal()

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import os
+import socket
 import sys
 from typing import Any
 
 from pydantic import ValidationError
 
-from sidecar.config import ConfigError, config_error, load_config
+from sidecar.config import Config, ConfigError, config_error, load_config
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -51,13 +53,56 @@ def main(argv: list[str] | None = None, *, extra_blueprints: tuple[Any, ...] = (
             return 2
         config = dataclasses.replace(config, server=server)
 
+    # What the environment refuses (a busy port, a state path that cannot be written) is, like
+    # a bad config, one line naming the key and exit status 2, found before anything starts.
+    listener, problem = listen(server.host, server.port)
+    if problem is None:
+        problem = check_state(config)
+    if problem is not None:
+        if listener is not None:
+            listener.close()
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+
     from sidecar.app import create_app
 
     app = create_app(config, config_path=config.source_path)
     for blueprint in extra_blueprints:
         app.blueprint(blueprint)
-    app.run(host=server.host, port=server.port, single_process=True, access_log=False, motd=False)
+    # Sanic serves on the socket bound above, so nothing can take the port in between.
+    app.run(sock=listener, single_process=True, access_log=False, motd=False)
     return 0
+
+
+def check_state(config: Config) -> str | None:
+    """Opens (creating and migrating, as the sidecar does at start) the state database once;
+    returns ``"state.path: ..."`` when that fails, else None."""
+    from state import StateError, open_database
+
+    path = config.state.path
+    existed = os.path.exists(path)
+    try:
+        open_database(path, migrate=True).close()
+    except (StateError, OSError) as exc:
+        cause = exc.__cause__ or exc
+        return f"state.path: cannot {'open' if existed else 'create'} {path} ({cause})"
+    return None
+
+
+def listen(host: str, port: int) -> tuple[socket.socket | None, str | None]:
+    """The listening socket, bound like Sanic binds it, or why it cannot be (``server.*: ...``)."""
+    from sanic.server.socket import bind_socket
+
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        return bind_socket(host, port), None
+    except socket.gaierror as exc:
+        return None, f"server.host: cannot listen on {where} ({exc.strerror})"
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            return None, f"server.port: {where} is already in use"
+        key = "server.host" if exc.errno == errno.EADDRNOTAVAIL else "server.port"
+        return None, f"{key}: cannot listen on {where} ({exc.strerror or exc})"
 
 
 if __name__ == "__main__":

@@ -133,6 +133,7 @@ class FakeChatwoot:
             web.post(API_PREFIX + "/toggle_typing_status", self._toggle_typing),
             web.post(API_PREFIX + "/toggle_priority", self._toggle_priority),
             web.post(API_PREFIX + "/custom_attributes", self._custom_attributes),
+            web.get("/api/v1/profile", self._profile),
         ])
         self._runner, self.url = await serve(app)
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.webhook_timeout))
@@ -517,6 +518,21 @@ class FakeChatwoot:
         if conv.assignee is not None:
             meta["assignee"] = sender_push_data(conv.assignee)
         return web.json_response({"meta": meta, "payload": [api_message(conv, m) for m in msgs]})
+
+    async def _profile(self, request: web.Request) -> web.Response:
+        """``GET /api/v1/profile``: the token's user; an agent-bot token may not call it (§7.1).
+
+        The middleware has already refused an unknown token (401 "Invalid Access Token"), as
+        Chatwoot looks the token up before it checks what a bot may call.
+        """
+        if self.token_kind == "agent_bot":
+            return web.json_response(BOT_FORBIDDEN, status=401)
+        user = self.world.agent(self.bot_user_id)
+        return web.json_response({
+            "id": user.id, "name": user.name, "available_name": user.name, "display_name": None,
+            "email": user.email, "account_id": self.account_id, "role": "agent", "confirmed": True,
+            "accounts": [{"id": self.account_id, "name": "Acme", "role": "agent", "active_at": None}],
+            "access_token": self.token, "type": "User"})
 
     async def _show(self, request: web.Request) -> web.Response:
         conv = self._conv(request)

@@ -75,6 +75,10 @@ async def render(request: Request, exception: Exception) -> HTTPResponse:
         return json({"status": exception.word, "error": exception.reason, **exception.fields},
                     status=exception.status_code, headers=exception.headers)
     status = getattr(exception, "status_code", 500) if isinstance(exception, SanicException) else 500
+    if status == 413 and "header" in str(exception).lower():
+        # Sanic 25.12 raises the same PayloadTooLarge for a request head over
+        # REQUEST_MAX_HEADER_SIZE (8 KiB, sanic/http/http1.py) as for a body over the limit.
+        status = 431
     if status >= 500:
         log.error("unhandled error on %s %s: %s", request.method, request.path, type(exception).__name__,
                   exc_info=exception)

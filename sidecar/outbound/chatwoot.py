@@ -142,16 +142,57 @@ class ChatwootClient:
                          {"typing_status": "on" if on else "off"})
 
     async def probe(self) -> tuple[bool, str]:
-        """Reachability of Chatwoot's base URL (any HTTP answer below 500 means up)."""
+        """Whether Chatwoot answers and accepts the token: one cheap authenticated read.
+
+        ``GET /api/v1/profile`` (see PROBE_PATH for why this call). Returns ``(ok, detail)``;
+        the detail never contains the token.
+        """
         config = self._config()
         if not config.chatwoot.api_base:
             return False, "not configured"
+        token = config.chatwoot.api_access_token
+        if not token:
+            return False, "no token: set chatwoot.api_access_token"
+        headers = {"api_access_token": token, "Accept": "application/json"}
         try:
-            async with self.session.get(config.chatwoot.api_base + "/", timeout=aiohttp.ClientTimeout(total=5),
-                                        allow_redirects=False) as resp:
-                return resp.status < 500, f"HTTP {resp.status}"
+            async with self.session.get(config.chatwoot.api_base + PROBE_PATH, headers=headers,
+                                        timeout=aiohttp.ClientTimeout(total=5), allow_redirects=False) as resp:
+                # Only the start of a 401's body matters (which refusal it is); never more.
+                head = await resp.content.read(2048) if resp.status == 401 else b""
+                return probe_verdict(resp.status, head.decode("utf-8", "replace"))
         except (aiohttp.ClientError, TimeoutError) as exc:
             return False, f"unreachable ({type(exc).__name__})"
+
+
+PROBE_PATH = "/api/v1/profile"
+"""The health probe's call. Chatwoot authenticates every ``/api`` request in the same order
+(``app/controllers/api/base_controller.rb``): the token is looked up first (unknown: 401
+``Invalid Access Token``), then an agent-bot token is checked against the few endpoints bots
+may call (others: 401 ``Access to this endpoint is not authorized for bots``). So the profile
+answers 200 for a user token and that second 401 for a live agent-bot token, and only a wrong
+or revoked token gets the first: one read of one row, valid for both kinds of token. The
+calls a bot may make are all per conversation (``/accounts/{id}/conversations/{id}/...``) and
+need ids the sidecar only learns from webhooks, so none of them can serve as a probe."""
+
+BOT_ENDPOINT_REFUSED = "not authorized for bots"
+"""Part of Chatwoot's 401 body for an agent-bot token on a user-only endpoint (the token is valid)."""
+
+
+def probe_verdict(status: int, body: str) -> tuple[bool, str]:
+    """``(ok, detail)`` for Chatwoot's answer to ``GET /api/v1/profile``."""
+    if 200 <= status < 300:
+        return True, "token accepted (user token)"
+    if status == 401 and BOT_ENDPOINT_REFUSED in body:
+        return True, "token accepted (agent-bot token)"
+    if status in (401, 403):
+        return False, f"token refused (HTTP {status}): check chatwoot.api_access_token"
+    if status == 429:
+        return True, "reachable, rate limited (HTTP 429): token not checked this time"
+    if 300 <= status < 400:
+        return False, f"redirected (HTTP {status}): set chatwoot.api_url to the address Chatwoot answers on"
+    if status == 404:
+        return False, f"HTTP 404 for {PROBE_PATH}: is chatwoot.api_url the address of Chatwoot?"
+    return False, f"HTTP {status}"
 
 
 def _json_or_none(raw: bytes) -> Any:

@@ -183,6 +183,7 @@ async def test_demo_never_touches_a_database_it_did_not_create(tmp_path: Path) -
         await demo.kill()
     assert "was not written by the demo" in demo.lines[-1], demo.lines
     assert (foreign / "connector.db").read_bytes() == b"operator's state"
+    assert sorted(p.name for p in foreign.iterdir()) == ["connector.db"]  # not even a lock file
 
 
 async def test_demo_refuses_a_bad_rate(tmp_path: Path) -> None:

@@ -98,3 +98,19 @@ async def test_trickled_body_is_cut_off_at_the_request_timeout(sidecar_factory, 
         _, ok_body, ok_headers = signed_delivery(chatwoot, conv, "fast")
         assert await post_delivery(session, webhook_url(proc), "fast", ok_body, ok_headers, ledger) == 200
     assert len(rows(proc, "SELECT * FROM deliveries")) == 1
+
+
+async def test_an_oversized_header_is_431_and_an_oversized_body_still_413(sidecar_factory) -> None:
+    """Sanic signals both with PayloadTooLarge; the answer names which part was too large."""
+    proc = await sidecar_factory()
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{proc.url}/health", headers={"X-Padding": "a" * 9 * 1024}) as resp:
+            assert resp.status == 431
+            assert await resp.json() == {"status": "rejected", "error": "request header fields too large"}
+        async with session.get(f"{proc.url}/health", headers={"X-Padding": "a" * 7 * 1024}) as resp:
+            assert resp.status == 200  # under the 8 KiB limit: served
+        # 2 MB against the default 1 MiB server.max_body_bytes, with a Content-Length.
+        async with session.post(webhook_url(proc), data=b"x" * 2 * 1024 * 1024,
+                                headers={"Content-Type": "application/json"}) as resp:
+            assert resp.status == 413
+            assert await resp.json() == {"status": "rejected", "error": "request body too large"}

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 from typing import Any
 
 from sidecar.ops.health import JOURNAL_STALE_SECONDS, QUEUE_STALE_SECONDS, queue_status
 from simulators import FakeChatwoot, FakeCrew
 from tests.conftest import SidecarFactory
 from tests.harness import SidecarProcess, free_port
-from tests.secrets_check import RecordingClient, poll_until
+from tests.secrets_check import RecordingClient, assert_no_secrets, poll_until
 
 PEER_KEYS = {"status", "detail", "latency_ms", "checked_at"}
 
@@ -83,6 +84,42 @@ async def test_health_never_calls_peers_per_request(
         for _ in range(20):
             await _health(http, proc)
     assert (len(chatwoot.requests), len(crew.requests)) == (seen_chatwoot, seen_crew)
+
+
+async def test_a_revoked_chatwoot_token_fails_the_check_without_showing_the_token(
+    sidecar: SidecarProcess, chatwoot: FakeChatwoot
+) -> None:
+    """The probe is an authenticated call: a live agent-bot token is ok, the same token once
+    Chatwoot refuses it (401 "Invalid Access Token") is a failing check that names the key."""
+    async with RecordingClient() as http:
+        body = await _probed(http, sidecar, chatwoot="ok")
+        assert body["checks"]["chatwoot"]["detail"] == "token accepted (agent-bot token)"
+        token = chatwoot.token
+        chatwoot.token = "rotated-in-chatwoot-0123456789"  # an admin reset the bot's access token
+        body = await _probed(http, sidecar, chatwoot="down")
+    assert body["status"] == "degraded"
+    assert body["checks"]["chatwoot"]["detail"] == "token refused (HTTP 401): check chatwoot.api_access_token"
+    probes = [r for r in chatwoot.requests if r.path == "/api/v1/profile"]
+    assert probes and all(r.headers.get("api_access_token") == token for r in probes)
+    assert assert_no_secrets(sidecar, http.bodies) > 2
+
+
+async def test_a_user_token_is_checked_on_its_profile(sidecar_factory: SidecarFactory, tmp_path: Path) -> None:
+    async with FakeChatwoot(token_kind="user", token="user-token-0123456789") as user_chatwoot:
+        (tmp_path / "wrong").mkdir()
+        (tmp_path / "right").mkdir()
+        wrong = await sidecar_factory({"chatwoot": {"api_url": user_chatwoot.url,
+                                                    "api_access_token": "not-the-user-token-0123"}},
+                                      workdir=tmp_path / "wrong")
+        right = await sidecar_factory({"chatwoot": {"api_url": user_chatwoot.url,
+                                                    "api_access_token": user_chatwoot.token}},
+                                      workdir=tmp_path / "right")
+        async with RecordingClient() as http:
+            refused = await _probed(http, wrong, chatwoot="down")
+            accepted = await _probed(http, right, chatwoot="ok")
+    assert refused["checks"]["chatwoot"]["detail"].startswith("token refused (HTTP 401)")
+    assert accepted["checks"]["chatwoot"]["detail"] == "token accepted (user token)"
+    assert accepted["status"] == "ok"
 
 
 async def test_a_peer_down_is_degraded_and_intake_still_accepts(

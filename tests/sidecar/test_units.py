@@ -13,6 +13,7 @@ from sidecar.crew.breaker import CLOSED, HALF_OPEN, OPEN, BreakerSettings, Circu
 from sidecar.inbound import ownership
 from sidecar.inbound.payload import normalize
 from sidecar.inbound.signature import verify_signature
+from sidecar.outbound.chatwoot import probe_verdict
 from sidecar.queue.retry import parse_retry_after, retry_delay
 from sidecar.queue.routing import RoutingInput, decide_by_rules, fold
 
@@ -106,3 +107,18 @@ def test_breaker_opens_probes_and_closes() -> None:
     for _ in range(20):
         off.record(False)
     assert off.allow()
+
+
+@pytest.mark.parametrize(("status", "body", "ok", "detail"), [
+    (200, "", True, "token accepted (user token)"),
+    (401, '{"error":"Access to this endpoint is not authorized for bots"}', True, "token accepted (agent-bot token)"),
+    (401, '{"error":"Invalid Access Token"}', False, "token refused (HTTP 401): check chatwoot.api_access_token"),
+    (401, "", False, "token refused (HTTP 401): check chatwoot.api_access_token"),
+    (429, "Retry later", True, "reachable, rate limited (HTTP 429): token not checked this time"),
+    (301, "", False, "redirected (HTTP 301): set chatwoot.api_url to the address Chatwoot answers on"),
+    (404, "", False, "HTTP 404 for /api/v1/profile: is chatwoot.api_url the address of Chatwoot?"),
+    (502, "", False, "HTTP 502"),
+])
+def test_chatwoot_probe_verdicts(status: int, body: str, ok: bool, detail: str) -> None:
+    """Only a live token is ok: a bot token's "not for bots" 401 proves the token was found."""
+    assert probe_verdict(status, body) == (ok, detail)

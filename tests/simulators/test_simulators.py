@@ -364,6 +364,22 @@ async def test_user_token_lists_messages(receiver: Receiver, http: aiohttp.Clien
         assert echo["sender"]["type"] == "user" and echo["sender"]["id"] == 99
 
 
+async def test_profile_checks_the_token_like_chatwoot(http: aiohttp.ClientSession) -> None:
+    """GET /api/v1/profile: unknown token 401 "Invalid Access Token"; a bot token 401 "not
+    authorized for bots" (found, but not allowed there); a user token gets its user."""
+    async with FakeChatwoot(token_kind="agent_bot") as bot, FakeChatwoot(token_kind="user") as user:
+        for cw in (bot, user):
+            async with http.get(f"{cw.url}/api/v1/profile", headers={"api_access_token": "revoked"}) as resp:
+                assert resp.status == 401 and await resp.json() == {"error": "Invalid Access Token"}
+        async with http.get(f"{bot.url}/api/v1/profile", headers=TOKEN) as resp:
+            assert resp.status == 401
+            assert await resp.json() == {"error": "Access to this endpoint is not authorized for bots"}
+        async with http.get(f"{user.url}/api/v1/profile", headers=TOKEN) as resp:
+            assert resp.status == 200
+            profile = await resp.json()
+        assert profile["id"] == user.bot_user_id and profile["accounts"][0]["id"] == user.account_id
+
+
 async def test_fail_next_with_retry_after(chatwoot: FakeChatwoot, http: aiohttp.ClientSession) -> None:
     conv = chatwoot.open_conversation("whatsapp")
     chatwoot.fail_next("messages", 2, 429, retry_after=0.5)
