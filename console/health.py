@@ -66,6 +66,10 @@ def components(doc: Any) -> tuple[Component, ...]:
         requests = breaker.get("recent_requests")
         failures = breaker.get("recent_failures")
         kind = str(backend.get("kind", "") or "")
+        in_flight, limit, waiting = backend.get("in_flight"), backend.get("limit"), backend.get("waiting")
+        calls = ""
+        if isinstance(in_flight, int) and isinstance(limit, int):
+            calls = f"{in_flight}/{limit}" + (f" +{waiting}" if isinstance(waiting, int) and waiting else "")
         out.append(Component(
             name=f"{crew} ({kind})" if kind else str(crew),
             status=str(backend.get("status", "unknown")),
@@ -74,6 +78,7 @@ def components(doc: Any) -> tuple[Component, ...]:
             checked_at=_num(backend.get("checked_at")),
             breaker=str(breaker.get("state", "") or ""),
             recent=f"{failures}/{requests}" if isinstance(requests, int) and isinstance(failures, int) else "",
+            calls=calls,
         ))
     return tuple(out)
 

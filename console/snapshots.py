@@ -36,6 +36,8 @@ class Component:
     """``closed``, ``open`` or ``half_open`` for crew back-ends."""
     recent: str = ""
     """Recent failures / requests of a back-end, e.g. ``3/10``."""
+    calls: str = ""
+    """A back-end's crew calls in flight / its limit, plus those waiting for a slot: ``2/2 +5``."""
 
     @property
     def attention(self) -> bool:

@@ -331,6 +331,7 @@ class FakeCrew:
             return fault
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        await self._notify()
         working: asyncio.Future[tuple[int, dict[str, Any]]] = asyncio.get_running_loop().create_future()
         if key:
             self._working[key] = working

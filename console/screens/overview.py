@@ -47,7 +47,7 @@ class OverviewScreen(LiveScreen):
                 yield Static(id="figures")
                 table = LiveTable(id="components")
                 table.set_columns(("name", "Component"), ("status", "Status"), ("breaker", "Breaker"),
-                                  ("recent", "Fail/req"), ("latency", "Latency"),
+                                  ("recent", "Fail/req"), ("calls", "In flight"), ("latency", "Latency"),
                                   ("checked", "Checked"), ("detail", "Detail"))
                 yield table
             yield Label("Webhooks per minute, last hour", id="webhooks-label")
@@ -129,6 +129,7 @@ class OverviewScreen(LiveScreen):
                 literal(c.status, 10, status_style),
                 literal(c.breaker or "-", 9, "bold red" if c.breaker in ("open", "half_open") else ""),
                 literal(c.recent or "-", 8),
+                literal(c.calls or "-", 12),
                 literal("-" if c.latency_ms is None else f"{c.latency_ms:.0f}ms", 8),
                 literal(since(c.checked_at, data.now), 6),
                 literal(c.detail, 60, "red" if c.attention else "dim"),

@@ -29,10 +29,10 @@ HEALTH = {
                             "checked_at": None},
         "queue": {"status": "ok", "depth": 1, "oldest_pending_age": 30.0, "dead_letters": 1},
         "backends": {
-            "vendas": {"status": "ok", "kind": "http", "detail": "",
+            "vendas": {"status": "ok", "kind": "http", "detail": "", "in_flight": 3, "waiting": 0, "limit": 4096,
                        "breaker": {"state": "closed", "recent_requests": 12, "recent_failures": 0}},
-            "suporte": {"status": "down", "kind": "mcp", "detail": "timeout",
-                        "breaker": {"state": "open", "recent_requests": 10, "recent_failures": 9}},
+            "suporte": {"status": "down", "kind": "mcp", "detail": "timeout", "in_flight": 8, "waiting": 5,
+                        "limit": 8, "breaker": {"state": "open", "recent_requests": 10, "recent_failures": 9}},
         },
     },
 }

@@ -18,6 +18,7 @@ async def test_overview_shows_every_component_and_figure(app: ConsoleApp) -> Non
         text = screen_text(app)
         assert "Sidecar DEGRADED" in text
         assert "suporte (mcp)" in text and "open" in text and "9/10" in text
+        assert "8/8 +5" in text and "3/4096" in text  # crew calls in flight / limit (+ waiting)
         assert "connection refused" in text
         assert "Dead letters                    1" in text
         assert "Signature rejections            2" in text

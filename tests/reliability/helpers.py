@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import statistics
 import time
@@ -21,10 +22,14 @@ from tests.harness import SECRET, SidecarProcess
 
 async def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05,
                      what: str = "condition") -> Any:
-    """Re-checks ``predicate`` (e.g. a database query) until it is truthy; fails after ``timeout``."""
+    """Re-checks ``predicate`` (e.g. a database query or an HTTP call; it may be async) until it
+    is truthy; fails after ``timeout``. For state another process writes, where no event tells
+    us: waiting on the condition itself, not a fixed settle."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
+        if inspect.isawaitable(value):
+            value = await value
         if value:
             return value
         if time.monotonic() > deadline:

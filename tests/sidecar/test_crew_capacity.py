@@ -1,0 +1,118 @@
+"""Slow crews never queue customers: calls are bounded per back-end (waiting for a slot is not part
+of a call's timeout), an asynchronous crew holds no worker slot while it thinks, and an answer that
+arrives after a timeout is not paid for twice. Over real HTTP, against the fake Chatwoot and crews."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from simulators import FakeChatwoot, FakeCrew
+from tests.conftest import SidecarFactory
+from tests.harness import SidecarProcess
+from tests.reliability.helpers import jobs, open_jobs, rows, wait_until
+
+
+async def _health(proc: SidecarProcess) -> dict:
+    async with aiohttp.ClientSession() as session, session.get(f"{proc.url}/health") as resp:
+        return await resp.json()
+
+
+async def _metric(proc: SidecarProcess, name: str, backend: str) -> float | None:
+    async with aiohttp.ClientSession() as session, session.get(f"{proc.url}/metrics?format=json") as resp:
+        doc = await resp.json()
+    for sample in doc[name]["samples"]:
+        if sample["labels"].get("backend") == backend:
+            return sample["value"]
+    return None
+
+
+async def test_calls_wait_for_a_slot_outside_their_timeout(sidecar_factory: SidecarFactory, chatwoot: FakeChatwoot,
+                                                           crew: FakeCrew) -> None:
+    """12 conversations, a crew that takes 0.6 s and takes 3 at a time, a 1 s timeout: the calls
+    queue for a slot, none times out, the crew never has more than 3 and works each message once."""
+    proc = await sidecar_factory({"mcp_crew": {"timeout_seconds": 1.0, "max_in_flight": 3}})
+    crew.latency = 0.6
+    conversations = [chatwoot.open_conversation("whatsapp") for _ in range(12)]
+    for conv in conversations:
+        await chatwoot.customer_says(conv, "Meu pedido não chegou")
+    await chatwoot.wait_for(lambda: all(chatwoot.replies(c.display_id) for c in conversations), timeout=30)
+    assert crew.max_in_flight == 3
+    assert crew.work == 12 and crew.joined == 0 and crew.duplicates == 0
+    attempts = rows(proc, "SELECT outcome FROM crew_attempts")
+    assert [a["outcome"] for a in attempts] == ["answered"] * 12  # not one timed out waiting
+    assert all(len(chatwoot.replies(c.display_id)) == 1 for c in conversations)
+
+
+async def test_each_crew_back_end_has_its_own_limit_and_shows_it(sidecar_factory: SidecarFactory,
+                                                                  chatwoot: FakeChatwoot, crew: FakeCrew) -> None:
+    """A slow crew with room for 2 calls keeps to 2 and never holds up another crew's
+    conversations; /health, /metrics and the console's snapshot show its calls in flight."""
+    async with FakeCrew(api_key=crew.api_key) as slow:
+        slow.latency = 30.0  # answers when the test lets it (stop() ends the wait)
+        proc = await sidecar_factory({
+            "crews": {"vendas": {"backend": "http", "url": slow.crew_url, "token": slow.api_key,
+                                 "max_in_flight": 2, "timeout_seconds": 60}},
+            "routing": {"rules": [{"channel": "whatsapp", "crew": "vendas"}]},
+        })
+        waiting = [chatwoot.open_conversation("whatsapp") for _ in range(5)]
+        quick = [chatwoot.open_conversation("facebook") for _ in range(5)]
+        for conv in waiting + quick:
+            await chatwoot.customer_says(conv, "Quero comprar")
+        await chatwoot.wait_for(lambda: all(chatwoot.replies(c.display_id) for c in quick), timeout=20)
+        await slow.wait_for(lambda: slow.in_flight == 2)
+
+        async def shown() -> bool:
+            backend = (await _health(proc))["checks"]["backends"].get("vendas") or {}
+            return (backend.get("in_flight"), backend.get("limit"), backend.get("waiting")) == (2, 2, 3)
+
+        await wait_until(shown, what="/health shows 2 of 2 calls in flight and 3 waiting")
+        assert await _metric(proc, "connector_crew_in_flight", "vendas") == 2
+        assert await _metric(proc, "connector_crew_in_flight_limit", "vendas") == 2
+
+        def console_sees() -> bool:
+            doc = proc.query(lambda tx: tx.documents.get("health.snapshot")) or {}
+            return doc.get("checks", {}).get("backends", {}).get("vendas", {}).get("in_flight") == 2
+
+        await wait_until(console_sees, what="the console's health snapshot shows the calls in flight")
+        assert slow.max_in_flight == 2
+        assert not any(chatwoot.replies(c.display_id) for c in waiting)
+        slow.latency = 0.0
+    # The fake's stop ended the two waits early (an error answer): they are retried like any failure.
+    assert all(len(chatwoot.replies(c.display_id)) == 1 for c in quick)
+
+
+async def test_an_async_crew_holds_no_worker_slot(sidecar_factory: SidecarFactory, chatwoot: FakeChatwoot,
+                                                  crew: FakeCrew) -> None:
+    """With room for 2 jobs, 8 conversations all reach a crew that answers 202 and calls back a
+    second later: a parked job holds no slot, so the worker keeps taking new ones meanwhile."""
+    proc = await sidecar_factory({"processing": {"concurrency": 2}})
+    crew.mode, crew.async_delay = "async", 1.0
+    conversations = [chatwoot.open_conversation("webwidget") for _ in range(8)]
+    for conv in conversations:
+        await chatwoot.customer_says(conv, "Oi")
+    await crew.wait_for(lambda: len(crew.crew_requests()) == 8, timeout=20)
+    assert len(crew.callbacks_sent) == 0  # all 8 were taken before the first answer came back
+    assert {j["state"] for j in jobs(proc)} <= {"waiting", "pending", "in_flight", "done"}
+    await chatwoot.wait_for(lambda: all(chatwoot.replies(c.display_id) for c in conversations), timeout=30)
+    await wait_until(lambda: open_jobs(proc) == 0, what="every job finished")
+
+
+async def test_a_late_answer_is_not_paid_for_twice(sidecar_factory: SidecarFactory, chatwoot: FakeChatwoot,
+                                                   crew: FakeCrew) -> None:
+    """The crew needs 1.2 s, the sidecar gives up after 0.5 s and retries with the same
+    Idempotency-Key: the retry gets the answer of the work already under way, which is done once."""
+    proc = await sidecar_factory({"mcp_crew": {"timeout_seconds": 0.5}})
+    crew.latency = 1.2
+    conv = chatwoot.open_conversation("whatsapp")
+    await chatwoot.customer_says(conv, "Qual o prazo de entrega?")
+    await chatwoot.wait_for(lambda: len(chatwoot.replies(conv.display_id)) == 1, timeout=20)
+    [job] = jobs(proc, conv.display_id)
+    assert job["state"] == "done" and job["attempts"] >= 2
+    keys = {r.headers.get("Idempotency-Key") for r in crew.requests if r.kind == "crew"}
+    assert keys == {job["request_id"]}  # every attempt under the same key
+    assert crew.work == 1  # the crew worked once; the retries joined or replayed that work
+    assert crew.joined + crew.duplicates >= 1
+    outcomes = [a["outcome"] for a in rows(proc, "SELECT outcome FROM crew_attempts WHERE job_id=? ORDER BY id",
+                                           (job["id"],))]
+    assert outcomes[0] == "retry" and outcomes[-1] == "answered"
+    assert len(chatwoot.replies(conv.display_id)) == 1
