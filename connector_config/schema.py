@@ -36,6 +36,7 @@ from connector_config.fields import (
     Name,
     OneOrMany,
     OutboundUrl,
+    ProcessCount,
     Ratio,
     Regex,
     Seconds,
@@ -110,6 +111,9 @@ class ServerConfig(_Section):
     """A request whose body has not fully arrived after this long is cut off."""
     shutdown_grace_seconds: Seconds(positive=True) = 15.0
     """On SIGTERM/SIGINT: how long requests and crew work in progress may take to finish."""
+    processes: ProcessCount = 1
+    """1: one process does everything. N >= 2 (or ``auto``: one per CPU): ``processing.worker_processes``
+    of them run the queue and the others answer HTTP on the same port, sharing the state."""
 
 
 @section
@@ -230,6 +234,8 @@ class ProcessingConfig(_Section):
     """On a final failure, post a private note saying why."""
     failure_handoff: Flag = True
     """On a final failure, hand the conversation to a human."""
+    worker_processes: Int(1, 32) = 1
+    """With ``server.processes`` >= 2: how many of the processes run the queue worker."""
     workers_enabled: Flag = True
     """Run the background workers (false: intake only, e.g. for tests)."""
     echo_grace_seconds: Seconds(positive=True) = 10.0

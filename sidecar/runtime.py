@@ -54,6 +54,9 @@ FLUSH_SECONDS = 1.0
 """How often metric increments are added to the stored totals."""
 BEAT_SECONDS = 2.0
 """How often this process writes its row in the processes table (crew calls in flight)."""
+WATCH_SECONDS = 0.02
+"""How often a queue worker looks whether another process committed (multi-process mode): the
+other processes' webhooks and callbacks reach it at most this late."""
 
 
 def make_process_id() -> str:
@@ -172,6 +175,9 @@ class Runtime:
                 poster=self.poster, chatwoot=self.chatwoot, session=self.session, metrics=self.metrics,
                 pacing=self.pacing, worker_id=self.process_id)
             self._spawn("queue-worker", keep("queue-worker", self.worker.run))
+        if self.role == "worker":
+            # Webhooks and callbacks are committed by the intake processes: notice them.
+            self._spawn("watch-others", keep("watch-others", self._watch_others))
         self._spawn("metrics", keep("metrics", self._flush_forever))
         self._spawn("health-probes", self.health.run())
         self._spawn("config-watcher", self.config_manager.watch())
@@ -217,7 +223,8 @@ class Runtime:
         ids = sorted(self.self_user_ids)
         save_ids = ids != self._saved_user_ids
         info = {"crew_calls": self.slots.describe(), "held": self.worker.held if self.worker else 0,
-                "share": self.pacing.share}
+                "share": self.pacing.share, "journal_problem": self.applier.problem,
+                "warnings": list(self.supervisor.warnings()), "crashing": self.supervisor.recently_crashed()}
         now = time.time()
 
         def write(tx: Tx) -> None:
@@ -236,6 +243,21 @@ class Runtime:
         if save_ids:
             self._saved_user_ids = ids
         self.metrics.set_gauge("connector_background_share", self.pacing.share)
+
+    async def _watch_others(self) -> None:
+        """Wakes the applier and the worker when another process committed (a cheap counter the
+        database keeps: SQLite's data_version)."""
+        marker = await self.state.call(lambda db: db.change_marker())
+        while True:
+            await asyncio.sleep(WATCH_SECONDS)
+            try:
+                now = await self.state.call(lambda db: db.change_marker())
+            except StateError:
+                continue
+            if now != marker:
+                marker = now
+                self.applier.wake()
+                self.work_queued()
 
     async def _flush_forever(self) -> None:
         last_beat = 0.0
