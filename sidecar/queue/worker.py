@@ -42,6 +42,9 @@ from state import Job, StateService, StorageUnavailable, Tx
 
 log = get_logger()
 _MAX_IDLE_SECONDS = 1.0
+CLAIM_BATCH = 64
+"""Most jobs claimed (and routed, and enveloped) in one transaction: a webhook's commit queued
+behind the claim waits for it, so the batch stays a few milliseconds long."""
 _NO_TYPING_CHANNELS = frozenset({"whatsapp", "facebook", "instagram"})
 """Chatwoot shows typing in its dashboard and the website widget only; it does not forward it to
 WhatsApp, Facebook or Instagram, so those calls would be wasted."""
@@ -82,7 +85,7 @@ class QueueWorker:
                 await self._pacing.yield_to_intake()
                 config = self._config()
                 free = config.processing.concurrency - len(self._held)
-                limit = self._pacing.claim_limit(min(free, 256))
+                limit = self._pacing.claim_limit(min(free, CLAIM_BATCH))
                 batch: list[Work] = []
                 # Cleared before looking: a wake-up that arrives while we look is kept for the
                 # next round instead of being lost.
