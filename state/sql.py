@@ -55,6 +55,10 @@ class Dialect:
     """The two-argument minimum: ``min`` (SQLite) or ``LEAST`` (PostgreSQL)."""
     like: str
     """Case-insensitive LIKE: SQLite's LIKE is (for ASCII), PostgreSQL needs ILIKE."""
+    for_update: str = ""
+    """Locks the rows a read-then-write reads (``FOR UPDATE``); SQLite's single writer needs none."""
+    nulls_last: str = ""
+    """After ``DESC``: NULLs last, where SQLite puts them anyway (NULL sorts lowest there)."""
 
     def minute_bucket(self, column: str) -> str:
         """The start of ``column``'s minute (epoch seconds) as an integer."""
@@ -64,7 +68,8 @@ class Dialect:
 
 
 SQLITE = Dialect("sqlite", skip_locked=False, least="min", like="LIKE")
-POSTGRESQL = Dialect("postgresql", skip_locked=True, least="LEAST", like="ILIKE")
+POSTGRESQL = Dialect("postgresql", skip_locked=True, least="LEAST", like="ILIKE", for_update=" FOR UPDATE",
+                     nulls_last=" NULLS LAST")
 
 
 class Cursor(Protocol):

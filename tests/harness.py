@@ -20,6 +20,7 @@ import yaml
 
 from sidecar.config import deep_merge
 from state import Database, Tx, open_database
+from tests import backends
 
 REPO = Path(__file__).resolve().parent.parent
 SECRET = "whsec-test-0123456789abcdef"
@@ -59,6 +60,8 @@ class SidecarProcess:
         self.config = config
         self.config_path = workdir / "config.yaml"
         self.db_path = Path(config["state"]["path"])
+        self.location = config["state"].get("database_url") or str(self.db_path)
+        """The state: the SQLite path, or the PostgreSQL URL (tests.backends)."""
         self.log_dir = Path(config["logging"]["dir"])
         self.env = env or {}
         self.proc: asyncio.subprocess.Process | None = None
@@ -135,7 +138,7 @@ class SidecarProcess:
         return await self.stop(signal.SIGKILL)
 
     def store(self) -> Database:
-        return open_database(str(self.db_path), readonly=True)
+        return open_database(self.location, readonly=True)
 
     def query(self, fn: Callable[[Tx], Any]) -> Any:
         """A read of the sidecar's state (a read-only connection, closed afterwards)."""
@@ -150,7 +153,8 @@ def sidecar_config(workdir: Path, *, chatwoot_url: str, crew_url: str, chatwoot_
                    overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     base: dict[str, Any] = {
         "server": {"host": "127.0.0.1", "port": free_port(), "admin_token": ADMIN_TOKEN},
-        "state": {"path": str(workdir / "data" / "connector.db")},
+        # SQLite under workdir, or a fresh PostgreSQL database for it (--backend, tests.backends).
+        "state": backends.state_config(workdir),
         "logging": {"dir": str(workdir / "logs")},
         "chatwoot": {"api_url": chatwoot_url, "api_access_token": chatwoot_token, "webhook_secret": SECRET},
         "mcp_crew": {"api_url": crew_url, "api_key": crew_key},
