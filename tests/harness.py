@@ -140,6 +140,18 @@ class SidecarProcess:
     def store(self) -> Database:
         return open_database(self.location, readonly=True)
 
+    def integrity_check(self) -> str:
+        """"ok" when the state is sound: SQLite's own check, or on PostgreSQL (whose storage
+        checks itself) the queue's invariants: one job in flight per conversation at most,
+        leases only on jobs in flight."""
+        if self.location == str(self.db_path):
+            return self.query(lambda s: s.sql.scalar("PRAGMA integrity_check"))
+        broken = self.query(lambda s: s.sql.scalar(
+            "SELECT count(*) FROM (SELECT account_id, conversation_id FROM jobs WHERE state='in_flight' "
+            "GROUP BY account_id, conversation_id HAVING count(*) > 1) AS doubled")
+            + s.sql.scalar("SELECT count(*) FROM jobs WHERE lease_owner IS NOT NULL AND state<>'in_flight'"))
+        return "ok" if broken == 0 else f"{broken} queue invariants broken"
+
     def query(self, fn: Callable[[Tx], Any]) -> Any:
         """A read of the sidecar's state (a read-only connection, closed afterwards)."""
         db = self.store()
