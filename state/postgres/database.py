@@ -73,7 +73,6 @@ class PostgresDatabase:
         self._lock = threading.RLock()
         self._conn: psycopg.Connection | None = None
         self._tx: Tx | None = None
-        self._synchronous = "on"
         self._connect()
         assert self._conn is not None
         try:
@@ -93,7 +92,6 @@ class PostgresDatabase:
     def _connect(self) -> None:
         self._conn = connect(self.url, readonly=self.readonly)
         self._tx = Tx(Sql(self._conn, POSTGRESQL), error_kind)
-        self._synchronous = "on"
 
     @property
     def conn(self) -> psycopg.Connection:
@@ -141,11 +139,8 @@ class PostgresDatabase:
             raise StateError("this database was opened read-only")
         try:
             conn = self.conn
-            wanted = "on" if durable else "off"
-            if wanted != self._synchronous:
-                conn.execute(f"SET synchronous_commit = {wanted}")
-                self._synchronous = wanted
-            conn.execute("BEGIN")
+            # One round trip either way (no parameters: the simple protocol takes both statements).
+            conn.execute("BEGIN" if durable else "BEGIN; SET LOCAL synchronous_commit = off")
         except psycopg.Error as exc:
             self._drop_connection()
             raise StorageUnavailable(reason(exc)) from None
