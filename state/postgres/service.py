@@ -57,9 +57,12 @@ class PostgresService:
         self._queue.put((future, kind, fn, args, durable))
         return future
 
-    async def write(self, unit: Callable[..., T], /, *args: Any, durable: bool = False, **kwargs: Any) -> T:
+    async def write(self, unit: Callable[..., T], /, *args: Any, durable: bool = False, urgent: bool = False,
+                    **kwargs: Any) -> T:
         """Runs ``unit(tx, *args, **kwargs)`` in a transaction and returns once it committed
-        (``durable``: the commit waited for its WAL flush)."""
+        (``durable``: the commit waited for its WAL flush). ``urgent`` (a webhook waiting for its
+        acknowledgement) changes nothing here: every unit commits on its own, so none waits
+        behind another's batch, only for a free connection."""
         return await self._submit(_WRITE, functools.partial(unit, **kwargs) if kwargs else unit, args, durable)
 
     async def read(self, unit: Callable[..., T], /, *args: Any) -> T:
