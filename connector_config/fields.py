@@ -150,6 +150,17 @@ def _ratio(value: float) -> float:
 Ratio = Annotated[float, BeforeValidator(_finite), Strict(), AfterValidator(_ratio)]
 """A share in (0, 1]."""
 
+
+def _fraction(value: float) -> float:
+    if not 0 <= value <= 1:
+        raise Refused("must be between 0 and 1")
+    return value
+
+
+Fraction = Annotated[float, BeforeValidator(_finite), BeforeValidator(lambda v: float(v) if type(v) is int else v),
+                     Strict(), AfterValidator(_fraction)]
+"""A share in [0, 1] (0 usually switching something off)."""
+
 Flag = Annotated[bool, Strict()]
 """``true`` or ``false`` (not ``"yes"``, not 1)."""
 

@@ -44,6 +44,8 @@ from sidecar.ops.supervise import Supervisor
 from sidecar.outbound.chatwoot import ChatwootClient
 from sidecar.outbound.http11 import Http11
 from sidecar.outbound.replies import ReplyPoster
+from sidecar.queue import policy
+from sidecar.queue.handoff_watchdog import HandoffWatchdog
 from sidecar.queue.pacing import Pacing
 from sidecar.queue.worker import QueueWorker
 from state import StateError, StateService, StorageUnavailable, Tx, open_service
@@ -116,9 +118,13 @@ class Runtime:
         ids = set(self.self_user_ids)
         if config.chatwoot.bot_user_id is not None:
             ids.add(config.chatwoot.bot_user_id)
+        passive = policy.PASSIVE_MODES
         return ApplySettings(inbox_ids=config.chatwoot.inbox_ids, debounce_seconds=config.processing.debounce_seconds,
                              debounce_max_seconds=config.processing.debounce_max_seconds,
-                             self_user_ids=tuple(sorted(ids)))
+                             self_user_ids=tuple(sorted(ids)),
+                             passive_everywhere=config.routing.mode in passive
+                             or any(rule.mode in passive for rule in config.routing.rules),
+                             passive_inboxes=frozenset(i for i, inbox in config.inboxes.items() if inbox.mode in passive))
 
     @property
     def runs_worker(self) -> bool:
@@ -185,6 +191,9 @@ class Runtime:
                 poster=self.poster, chatwoot=self.chatwoot, session=self.session, metrics=self.metrics,
                 pacing=self.pacing, worker_id=self.process_id)
             self._spawn("queue-worker", keep("queue-worker", self.worker.run))
+            self.watchdog = HandoffWatchdog(config=self.config, state=self.state, metrics=self.metrics,
+                                            queued=self.work_queued)
+            self._spawn("handoff-watchdog", keep("handoff-watchdog", self.watchdog.run))
         if self.role == "worker" or shared_by_replicas(self.state):
             # Webhooks and callbacks are committed by the intake processes (or other replicas on
             # one PostgreSQL database): notice them.

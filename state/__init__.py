@@ -30,6 +30,7 @@ from state.records import (
     CrewAttempt,
     DeadLetter,
     Delivery,
+    Handoff,
     Job,
     JournalBacklog,
     MessageRow,
@@ -84,7 +85,7 @@ def shown_location(location: str) -> str:
 
 __all__ = [
     "MAX_BURST_MESSAGES", "SCHEMA_NAME", "ActionRecord", "AuditEntry", "ConversationRow", "CrewAttempt",
-    "Database", "DatabaseMissing", "DeadLetter", "Delivery", "Job", "JournalBacklog", "MessageRow",
+    "Database", "DatabaseMissing", "DeadLetter", "Delivery", "Handoff", "Job", "JournalBacklog", "MessageRow",
     "OperatorAction", "PendingDelivery", "PostgresDatabase", "PostgresService", "QueueStats", "Route",
     "RoutingDecisionRow", "SchemaMismatch", "SqliteDatabase", "SqliteService", "StateError", "StateService",
     "StorageUnavailable", "Tx", "is_database_url", "open_database", "open_service", "operator", "redact_url",
