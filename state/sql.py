@@ -87,13 +87,16 @@ class Connection(Protocol):
 class Sql:
     """Runs the stores' statements on one connection (a row comes back as a dict)."""
 
-    __slots__ = ("conn", "dialect", "_translate", "_cache")
+    __slots__ = ("conn", "dialect", "_translate", "_cache", "_tuple_rows")
 
-    def __init__(self, conn: Any, dialect: Dialect) -> None:
+    def __init__(self, conn: Any, dialect: Dialect, *, tuple_rows: Any = None) -> None:
+        """``tuple_rows``: the connection's row factory for plain tuples, where its rows are
+        dicts by default (psycopg's ``tuple_row``); :meth:`row` uses it."""
         self.conn = conn
         self.dialect = dialect
         self._translate = dialect.name == "postgresql"
         self._cache: dict[str, str] = {}
+        self._tuple_rows = tuple_rows
 
     def _text(self, sql: str) -> str:
         if not self._translate:
@@ -123,13 +126,16 @@ class Sql:
         return [_as_dict(r) for r in self.conn.execute(self._text(sql), params).fetchall()]
 
     def row(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
-        """The first row as a tuple (cheaper than a dict on hot paths)."""
+        """The first row as a tuple (cheaper than a dict on hot paths), every column kept even
+        when two share a name (PostgreSQL calls each unnamed ``count(*)`` "count")."""
         # fetchall, not fetchone: an UPDATE ... RETURNING must run to completion before the
         # transaction can commit.
-        rows = self.conn.execute(self._text(sql), params).fetchall()
-        if not rows:
-            return None
-        return tuple(rows[0].values()) if isinstance(rows[0], dict) else tuple(rows[0])
+        if self._tuple_rows is not None:
+            with self.conn.cursor(row_factory=self._tuple_rows) as cur:
+                rows = cur.execute(self._text(sql), params).fetchall()
+        else:
+            rows = self.conn.execute(self._text(sql), params).fetchall()
+        return tuple(rows[0]) if rows else None
 
     def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
         """The first column of the first row, or None."""

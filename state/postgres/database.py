@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import psycopg
+from psycopg.rows import tuple_row
 
 from state.errors import SchemaMismatch, StateError, StorageUnavailable
 from state.postgres.connect import (
@@ -91,7 +92,7 @@ class PostgresDatabase:
     # -- connection ----------------------------------------------------------------------------
     def _connect(self) -> None:
         self._conn = connect(self.url, readonly=self.readonly)
-        self._tx = Tx(Sql(self._conn, POSTGRESQL), error_kind)
+        self._tx = Tx(Sql(self._conn, POSTGRESQL, tuple_rows=tuple_row), error_kind)
 
     @property
     def conn(self) -> psycopg.Connection:
