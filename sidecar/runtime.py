@@ -96,6 +96,10 @@ class Runtime:
         self.process_id = make_process_id()
         self.started_at = time.time()
         self.metrics = Metrics()
+        self.metrics_lock = asyncio.Lock()
+        """Held by a flush from taking the increments until they are committed, and by an
+        exposition from reading the stored totals until it added the pending increments: a
+        scrape during a flush would otherwise miss what is being flushed (a counter going down)."""
         self.pacing = Pacing()
         self.supervisor = Supervisor(self.metrics)
         self.slots = Slots()
@@ -239,6 +243,10 @@ class Runtime:
     async def flush(self, *, beat: bool = True) -> None:
         """Adds metric increments to the stored totals, saves learned identities, and writes this
         process's row (its crew calls in flight) - one transaction."""
+        async with self.metrics_lock:
+            await self._flush(beat)
+
+    async def _flush(self, beat: bool) -> None:
         rows = self.metrics.flush_rows()
         ids = sorted(self.self_user_ids)
         save_ids = ids != self._saved_user_ids
