@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -103,7 +104,22 @@ def drop_created() -> None:
     names, _created[:] = list(_created), []
     with psycopg.connect(server_url(), autocommit=True) as conn:
         for name in names:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            try:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            except psycopg.errors.InsufficientPrivilege:
+                # A session our role may not end (autovacuum's, on a server where the role lacks
+                # pg_signal_backend; scripts/pg-cluster grants it): wait for it to leave.
+                _wait_for_no_sessions(conn, name)
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _wait_for_no_sessions(conn: psycopg.Connection, name: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname=%s AND pid<>pg_backend_pid()",
+                       (name,)).fetchone()[0]:  # type: ignore[index]
+        if time.monotonic() > deadline:
+            return  # the DROP says why
+        conn.execute("SELECT pg_sleep(0.05)")
 
 
 def state_location(folder: Path, backend: str | None = None) -> str:
