@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean lock
+.PHONY: run test test-postgres lint bench clean lock
 
 # .venv is installed from the lock files, never resolved afresh: every package of the tree at
 # the version and with the hashes that were tested (README, "Updating dependencies").
@@ -39,6 +39,14 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
+
+# The suites that read and write the state (message path, reliability, operator surface, console)
+# once more, on PostgreSQL (tests/backends.py): CONNECTOR_TEST_PG_URL names a server (a role
+# that may create databases), else a throw-away cluster is started with scripts/pg-cluster.
+# tests/state and tests/postgres run on both back-ends in `make test` already.
+PG_SUITES := tests/sidecar tests/reliability tests/console
+test-postgres: $(STAMP)
+	CONNECTOR_TEST_BACKEND=postgres $(BIN)/python -m pytest -q $(PG_SUITES)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

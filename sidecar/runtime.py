@@ -66,6 +66,16 @@ def make_process_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+def open_state(config: Config) -> StateService:
+    """The state service: PostgreSQL at ``state.database_url`` when set, else SQLite at ``state.path``."""
+    return open_service(config.state.location, pool_size=config.state.pool_size)
+
+
+def shared_by_replicas(state: StateService) -> bool:
+    """Whether other sidecars (replicas, other machines) may commit to this state: PostgreSQL."""
+    return state.kind == "postgresql"
+
+
 def raise_open_file_limit() -> int:
     """Every crew call in flight is a socket: lift the soft limit on open files to the hard one."""
     with contextlib.suppress(ValueError, OSError):
@@ -86,6 +96,10 @@ class Runtime:
         self.process_id = make_process_id()
         self.started_at = time.time()
         self.metrics = Metrics()
+        self.metrics_lock = asyncio.Lock()
+        """Held by a flush from taking the increments until they are committed, and by an
+        exposition from reading the stored totals until it added the pending increments: a
+        scrape during a flush would otherwise miss what is being flushed (a counter going down)."""
         self.pacing = Pacing()
         self.supervisor = Supervisor(self.metrics)
         self.slots = Slots()
@@ -127,7 +141,7 @@ class Runtime:
             return
         config = self.config.current
         raise_open_file_limit()
-        self.state: StateService = await asyncio.to_thread(open_service, config.state.path)
+        self.state: StateService = await asyncio.to_thread(open_state, config)
         # One session for every outbound call. The pool never makes a call wait (no limit): calls
         # in flight are bounded per back-end by Slots *before* their timeout starts.
         self.session = aiohttp.ClientSession(
@@ -156,7 +170,7 @@ class Runtime:
             config=self.config, state=self.state, chatwoot=self.chatwoot, crews=self.crews, breakers=self.breakers,
             session=self.session, warnings=lambda: [*manager.warnings(), *supervisor.warnings()],
             config_problem=manager.problem, crashing=supervisor.recently_crashed,
-            journal_problem=lambda: self.applier.problem)
+            journal_problem=lambda: self.applier.problem, process_id=self.process_id)
         manager.listeners.append(self.health.probe_soon)  # new URLs or tokens: probe again now
         self._opened = True
 
@@ -184,8 +198,9 @@ class Runtime:
             self.watchdog = HandoffWatchdog(config=self.config, state=self.state, metrics=self.metrics,
                                             queued=self.work_queued)
             self._spawn("handoff-watchdog", keep("handoff-watchdog", self.watchdog.run))
-        if self.role == "worker":
-            # Webhooks and callbacks are committed by the intake processes: notice them.
+        if self.role == "worker" or shared_by_replicas(self.state):
+            # Webhooks and callbacks are committed by the intake processes (or other replicas on
+            # one PostgreSQL database): notice them.
             self._spawn("watch-others", keep("watch-others", self._watch_others))
         self._spawn("metrics", keep("metrics", self._flush_forever))
         self._spawn("health-probes", self.health.run())
@@ -228,6 +243,10 @@ class Runtime:
     async def flush(self, *, beat: bool = True) -> None:
         """Adds metric increments to the stored totals, saves learned identities, and writes this
         process's row (its crew calls in flight) - one transaction."""
+        async with self.metrics_lock:
+            await self._flush(beat)
+
+    async def _flush(self, beat: bool) -> None:
         rows = self.metrics.flush_rows()
         ids = sorted(self.self_user_ids)
         save_ids = ids != self._saved_user_ids

@@ -337,6 +337,12 @@ class FakeChatwoot:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def echoes_delivered(self) -> None:
+        """Waits until every webhook the fake emitted after an API answer has been answered (a
+        test comparing the sidecar's figures wants none of them still on the way)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
     @property
     def _echoing(self) -> bool:
         return self.echo and bool(self.webhook_url)

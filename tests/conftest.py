@@ -2,16 +2,50 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from simulators import FakeChatwoot, FakeCrew
+from tests import backends
 from tests.harness import SECRET, SidecarProcess, sidecar_config
 
 SidecarFactory = Callable[..., Awaitable[SidecarProcess]]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--backend", choices=(backends.SQLITE, backends.POSTGRES), default=None,
+                     help="state back-end of the sidecars and seeded databases (default: "
+                          "$CONNECTOR_TEST_BACKEND, else sqlite)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "sqlite_only: checks SQLite itself (its files, locks, pragmas); "
+                                       "skipped when the suite runs on PostgreSQL")
+    chosen = config.getoption("--backend")
+    if chosen:
+        backends.set_backend(chosen)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"state back-end: {backends.BACKEND}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if backends.BACKEND == backends.POSTGRES:
+        skip = pytest.mark.skip(reason="checks SQLite itself; the suite runs on PostgreSQL")
+        for item in items:
+            if item.get_closest_marker("sqlite_only"):
+                item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_databases() -> Iterator[None]:
+    """Every PostgreSQL database a test created is dropped when it ends (its sidecars are gone)."""
+    yield
+    backends.drop_created()
 
 
 @pytest.fixture

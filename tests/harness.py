@@ -20,6 +20,7 @@ import yaml
 
 from sidecar.config import deep_merge
 from state import Database, Tx, open_database
+from tests import backends
 
 REPO = Path(__file__).resolve().parent.parent
 SECRET = "whsec-test-0123456789abcdef"
@@ -59,6 +60,8 @@ class SidecarProcess:
         self.config = config
         self.config_path = workdir / "config.yaml"
         self.db_path = Path(config["state"]["path"])
+        self.location = config["state"].get("database_url") or str(self.db_path)
+        """The state: the SQLite path, or the PostgreSQL URL (tests.backends)."""
         self.log_dir = Path(config["logging"]["dir"])
         self.env = env or {}
         self.proc: asyncio.subprocess.Process | None = None
@@ -135,7 +138,19 @@ class SidecarProcess:
         return await self.stop(signal.SIGKILL)
 
     def store(self) -> Database:
-        return open_database(str(self.db_path), readonly=True)
+        return open_database(self.location, readonly=True)
+
+    def integrity_check(self) -> str:
+        """"ok" when the state is sound: SQLite's own check, or on PostgreSQL (whose storage
+        checks itself) the queue's invariants: one job in flight per conversation at most,
+        leases only on jobs in flight."""
+        if self.location == str(self.db_path):
+            return self.query(lambda s: s.sql.scalar("PRAGMA integrity_check"))
+        broken = self.query(lambda s: s.sql.scalar(
+            "SELECT count(*) FROM (SELECT account_id, conversation_id FROM jobs WHERE state='in_flight' "
+            "GROUP BY account_id, conversation_id HAVING count(*) > 1) AS doubled")
+            + s.sql.scalar("SELECT count(*) FROM jobs WHERE lease_owner IS NOT NULL AND state<>'in_flight'"))
+        return "ok" if broken == 0 else f"{broken} queue invariants broken"
 
     def query(self, fn: Callable[[Tx], Any]) -> Any:
         """A read of the sidecar's state (a read-only connection, closed afterwards)."""
@@ -150,7 +165,8 @@ def sidecar_config(workdir: Path, *, chatwoot_url: str, crew_url: str, chatwoot_
                    overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     base: dict[str, Any] = {
         "server": {"host": "127.0.0.1", "port": free_port(), "admin_token": ADMIN_TOKEN},
-        "state": {"path": str(workdir / "data" / "connector.db")},
+        # SQLite under workdir, or a fresh PostgreSQL database for it (--backend, tests.backends).
+        "state": backends.state_config(workdir),
         "logging": {"dir": str(workdir / "logs")},
         "chatwoot": {"api_url": chatwoot_url, "api_access_token": chatwoot_token, "webhook_secret": SECRET},
         "mcp_crew": {"api_url": crew_url, "api_key": crew_key},

@@ -121,6 +121,7 @@ def apply_pending(tx: Tx, settings: ApplySettings, limit: int) -> list[Applied]:
 
     Optimistic: the batch runs in one savepoint; only when a delivery fails is the batch undone
     and applied again one savepoint per delivery (a savepoint costs two statements)."""
+    tx.journal.take_applier_turn()  # one applier at a time, across processes and replicas
     rows = tx.journal.pending(limit)
     if not rows:
         return []

@@ -176,6 +176,9 @@ class _Opening:
     earlier: ActionRecord | None = None
     """The step's row from an earlier try (done, or a message that may have been posted);
     None when this transaction committed the step's intent row."""
+    lost: bool = False
+    """This worker no longer holds the job's lease (it was paused past it and another process
+    took the job): it must not call Chatwoot for it."""
 
 
 Write = Callable[[Tx], Any]
@@ -183,11 +186,14 @@ Write = Callable[[Tx], Any]
 
 
 def _open_step(tx: Tx, job: Job, idx: int, step: Step, gated: bool, completed: Write | None,
-               now: float, fresh: bool = False) -> _Opening:
+               now: float, fresh: bool = False, owner: str | None = None) -> _Opening:
     """Everything before step ``idx``'s Chatwoot call, in one transaction: the previous step's
-    completion, the gate, and the step's intent row (committed before the call)."""
+    completion, the gate, and the step's intent row (committed before the call). ``owner``: the
+    lease this worker must still hold (fencing; locks the job's row until the commit)."""
     if completed is not None:
         completed(tx)
+    if owner is not None and not tx.jobs.still_held(job.id, owner, now):
+        return _Opening(lost=True)
     if gated:
         verdict = _gate(tx, job, idx, now, fresh)
         if verdict is not None:
@@ -260,8 +266,12 @@ class ReplyPoster:
                 opening = first
             else:
                 opening = await self._state.write(_open_step, job, idx, step, plan.gated(job, idx), completed,
-                                                  time.time(), durable=True)
+                                                  time.time(), durable=True, owner=self._worker_id)
             completed = None
+            if opening.lost:
+                log_event(log, "job.lease_lost", level=30, job=job.id, step=idx)
+                self._finished()
+                return "lost"
             if opening.verdict is not None:
                 return await self._finish(job, *opening.verdict)
             if opening.earlier is not None and opening.earlier.state == "done":

@@ -307,8 +307,13 @@ class QueueWorker:
         until an asynchronous answer comes (it then holds no worker slot)."""
         if isinstance(result, Answered):
             self._metrics.inc("connector_crew_requests_total", crew=job.crew or "", outcome="answered")
-            return await self._state.write(crew_step.store_answer, job, self.worker_id, row, result.actions,
-                                           self._config(), durable=True)
+            stored = await self._state.write(crew_step.store_answer, job, self.worker_id, row, result.actions,
+                                             self._config(), durable=True)
+            if stored is None:
+                # Paused past the lease (or partitioned): another worker has the job; our write was
+                # refused, and the answer it gets from the crew (same Idempotency-Key) is posted once.
+                log_event(log, "job.lease_lost", level=30, job=job.id, step="answer")
+            return stored
         self._metrics.inc("connector_crew_requests_total", crew=job.crew or "", outcome="accepted")
         config = self._config()
         now = time.time()
@@ -348,13 +353,14 @@ class QueueWorker:
         delay = retry_delay(attempt, base=p.retry_base_seconds, maximum=p.retry_max_seconds, retry_after=retry_after)
         owner = self.worker_id
 
-        def retry(tx: Tx) -> None:
+        def retry(tx: Tx) -> bool:
             if row is not None:
                 row.write(tx)
             now = time.time()
-            tx.jobs.schedule_retry(job.id, owner, now + delay, reason, now)
+            return tx.jobs.schedule_retry(job.id, owner, now + delay, reason, now)
 
-        await self._state.write(retry)
+        if not await self._state.write(retry):
+            log_event(log, "job.lease_lost", level=30, job=job.id, step="retry")
 
     async def _fail(self, job: Job, reason: str, row: AttemptRow | None = None) -> None:
         """Final failure: dead letter, and (by default) a hand-off whose note says why."""

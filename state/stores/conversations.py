@@ -84,7 +84,8 @@ class Conversations:
             params.extend([like, like, like, text.strip()])
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         rows = self.sql.all(
-            f"SELECT * FROM conversations {clause} ORDER BY last_message_at DESC LIMIT ? OFFSET ?",
+            f"SELECT * FROM conversations {clause} ORDER BY last_message_at DESC{self.sql.dialect.nulls_last} "
+            "LIMIT ? OFFSET ?",
             [*params, limit, offset])
         return [ConversationRow.from_row(r) for r in rows]
 

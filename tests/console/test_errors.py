@@ -61,6 +61,7 @@ async def test_old_schema_message(tmp_path: Path) -> None:
         assert "no connector schema" in problem(app)
 
 
+@pytest.mark.sqlite_only  # SQLite itself; tests/postgres has the PostgreSQL side
 async def test_newer_schema_message(db_path: str) -> None:
     conn = sqlite3.connect(db_path)
     conn.execute("INSERT INTO _sqlite_migrations(migration_set, name, applied_at) "

@@ -49,6 +49,7 @@ WAL_LIMIT = 16 * 1024 * 1024
 
 
 @pytest.mark.slow
+@pytest.mark.sqlite_only  # SQLite WAL and its readers; PostgreSQL readers never block writers
 async def test_reader_at_10hz_during_load_sees_no_lock_errors_and_wal_stays_bounded(
     sidecar_factory, chatwoot: FakeChatwoot, crew: FakeCrew, tmp_path: Path
 ) -> None:

@@ -165,5 +165,5 @@ async def test_fuzzed_deliveries_never_crash_nor_leave_half_records(
                            f"AND message_id IN ({','.join('?' * len(ids))})",
                      (job["account_id"], job["conversation_id"], *ids))
         assert len(found) == len(ids), (job, found)
-    assert proc.query(lambda s: s.sql.scalar("PRAGMA integrity_check")) == "ok"
+    assert proc.integrity_check() == "ok"
     assert not [line for line in proc.output if "unhandled error" in line or "Traceback" in line]

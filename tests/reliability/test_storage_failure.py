@@ -58,6 +58,7 @@ def fill(path: Path) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.sqlite_only  # SQLite itself; tests/postgres has the PostgreSQL side
 async def test_disk_full_gives_503_never_an_uncommitted_2xx_and_recovers(
     sidecar_factory, chatwoot: FakeChatwoot, crew: FakeCrew, tmp_path: Path
 ) -> None:
@@ -104,7 +105,7 @@ async def test_disk_full_gives_503_never_an_uncommitted_2xx_and_recovers(
                 assert job["state"] == "done"
                 assert len(chatwoot.replies(job["conversation_id"])) == 1
             assert crew.duplicates == 0
-            check = proc.query(lambda s: s.sql.scalar("PRAGMA integrity_check"))
+            check = proc.integrity_check()
             assert check == "ok"
         finally:
             await proc.stop()

@@ -61,5 +61,5 @@ async def test_kill_9_mid_stream_then_restart_answers_every_accepted_webhook_onc
         else:
             # Committed but never acknowledged (killed between COMMIT and the answer): at most once.
             assert len(replies) <= 1
-    integrity = sidecar.query(lambda s: s.sql.scalar("PRAGMA integrity_check"))
+    integrity = sidecar.integrity_check()
     assert integrity == "ok"

@@ -6,6 +6,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from sidecar.ops.health import JOURNAL_STALE_SECONDS, QUEUE_STALE_SECONDS, queue_status
 from simulators import FakeChatwoot, FakeCrew
 from tests.conftest import SidecarFactory
@@ -159,6 +161,7 @@ async def test_allow_unsigned_is_a_warning(sidecar_factory: SidecarFactory) -> N
     assert body["status"] == "ok"
 
 
+@pytest.mark.sqlite_only  # SQLite itself; tests/postgres has the PostgreSQL side
 async def test_storage_unavailable_is_down_with_503(sidecar: SidecarProcess) -> None:
     async with RecordingClient() as http:
         await _probed(http, sidecar, chatwoot="ok")

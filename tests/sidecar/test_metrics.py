@@ -51,10 +51,12 @@ async def _answered_flow(chatwoot: FakeChatwoot, count: int, proc: SidecarProces
         status, body = await chatwoot.customer_says(conv, f"olá {i}")
         assert (status, body["status"]) == (200, "accepted")
         await chatwoot.wait_for(lambda c=conv: len(chatwoot.replies(c.display_id)) == 1)
-    # The reply lands in Chatwoot a moment before its job is marked done: wait for that too.
+    # The reply lands in Chatwoot a moment before its job is marked done: wait for that too,
+    # then for the echoes of the sidecar's writes (webhooks the fake sends after its answers).
     async with RecordingClient() as http:
         await poll_until(lambda: scrape(http, proc), lambda f: value(f, "connector_queue_depth") == 0,
                          what="queue drained")
+    await chatwoot.echoes_delivered()
 
 
 async def test_prometheus_text_parses_and_counters_move(

@@ -66,6 +66,7 @@ async def test_cancelling_a_supervised_loop_is_not_a_crash() -> None:
     assert supervisor.crashes == {}
 
 
+@pytest.mark.sqlite_only  # SQLite itself; tests/postgres has the PostgreSQL side
 async def test_an_applier_that_cannot_apply_shows_in_health_until_it_can(
     sidecar: SidecarProcess, chatwoot: FakeChatwoot
 ) -> None:

@@ -34,11 +34,12 @@ async def snapshot(runtime: Runtime) -> Snapshot:
         now = time.time()
         return tx.metrics.totals(), tx.jobs.stats(now), tx.processes.live(now)
 
-    try:
-        totals, stats, processes = await runtime.state.read(read)
-    except StateError:
-        return runtime.metrics.snapshot([])
-    snap = runtime.metrics.snapshot(totals)
+    async with runtime.metrics_lock:  # not between a flush's taking and its commit
+        try:
+            totals, stats, processes = await runtime.state.read(read)
+        except StateError:
+            return runtime.metrics.snapshot([])
+        snap = runtime.metrics.snapshot(totals)
     snap.gauges[("connector_queue_depth", ())] = stats.depth
     snap.gauges[("connector_dead_letters", ())] = stats.dead
     config = runtime.config.current
