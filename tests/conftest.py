@@ -1,7 +1,13 @@
-"""Shared fixtures: fake Chatwoot and MCP-Crew servers, and a sidecar subprocess factory."""
+"""Shared fixtures: fake Chatwoot and MCP-Crew servers, and sidecars wired to them.
+
+``sidecar`` / ``sidecar_factory`` run the sidecar in the test's own event loop (no process
+boundary under test); ``process_factory`` starts ``python -m sidecar`` for the tests that need a
+real process (kill -9, SIGTERM, exit statuses). Both kinds are stopped at the end of the test.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -9,9 +15,17 @@ from typing import Any
 import pytest
 
 from simulators import FakeChatwoot, FakeCrew
-from tests.harness import SECRET, SidecarProcess, sidecar_config
+from tests.harness import (
+    ENV_PREFIXES,
+    SECRET,
+    InProcessSidecar,
+    SidecarBase,
+    SidecarProcess,
+    sidecar_config,
+)
 
-SidecarFactory = Callable[..., Awaitable[SidecarProcess]]
+SidecarFactory = Callable[..., Awaitable[InProcessSidecar]]
+ProcessFactory = Callable[..., Awaitable[SidecarProcess]]
 
 
 @pytest.fixture
@@ -26,9 +40,53 @@ async def crew() -> AsyncIterator[FakeCrew]:
         yield fake
 
 
+def _started(request: pytest.FixtureRequest) -> list[SidecarBase]:
+    """The sidecars of this test (their output is attached to a failure report)."""
+    node: Any = request.node
+    if not hasattr(node, "_sidecars"):
+        node._sidecars = []
+    return node._sidecars
+
+
 @pytest.fixture
-async def sidecar_factory(tmp_path: Path, chatwoot: FakeChatwoot, crew: FakeCrew) -> AsyncIterator[SidecarFactory]:
-    """Starts sidecars wired to the fakes; every one is stopped at the end of the test."""
+async def sidecar_factory(request: pytest.FixtureRequest, tmp_path: Path, chatwoot: FakeChatwoot, crew: FakeCrew,
+                          monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[SidecarFactory]:
+    """Starts in-process sidecars wired to the fakes; the fake Chatwoot delivers to the last one."""
+    # The live config manager reads overrides from os.environ, as it does in a real process:
+    # the test's environment, not the machine's.
+    for name in [k for k in os.environ if k.startswith(ENV_PREFIXES)]:
+        monkeypatch.delenv(name)
+    started: list[InProcessSidecar] = []
+
+    async def start(overrides: dict[str, Any] | None = None, *, env: dict[str, str] | None = None,
+                    workdir: Path | None = None) -> InProcessSidecar:
+        for name, value in (env or {}).items():
+            monkeypatch.setenv(name, value)
+        config = sidecar_config(
+            workdir or tmp_path, chatwoot_url=chatwoot.url, crew_url=crew.crew_url,
+            chatwoot_token=chatwoot.token, crew_key=crew.api_key, overrides=overrides,
+        )
+        sidecar = InProcessSidecar(workdir or tmp_path, config, env=env)
+        started.append(sidecar)
+        _started(request).append(sidecar)
+        await sidecar.start()
+        chatwoot.webhook_url = sidecar.webhook_url
+        return sidecar
+
+    yield start
+    for sidecar in reversed(started):
+        await sidecar.stop()
+
+
+@pytest.fixture
+async def sidecar(sidecar_factory: SidecarFactory) -> InProcessSidecar:
+    return await sidecar_factory()
+
+
+@pytest.fixture
+async def process_factory(request: pytest.FixtureRequest, tmp_path: Path, chatwoot: FakeChatwoot,
+                          crew: FakeCrew) -> AsyncIterator[ProcessFactory]:
+    """Starts ``python -m sidecar`` processes wired to the fakes; each is stopped at the end."""
     started: list[SidecarProcess] = []
 
     async def start(overrides: dict[str, Any] | None = None, *, env: dict[str, str] | None = None,
@@ -38,9 +96,10 @@ async def sidecar_factory(tmp_path: Path, chatwoot: FakeChatwoot, crew: FakeCrew
             chatwoot_token=chatwoot.token, crew_key=crew.api_key, overrides=overrides,
         )
         proc = SidecarProcess(workdir or tmp_path, config, env=env)
-        await proc.start()
         started.append(proc)
-        chatwoot.webhook_url = f"{proc.url}/webhook/chatwoot"
+        _started(request).append(proc)
+        await proc.start()
+        chatwoot.webhook_url = proc.webhook_url
         return proc
 
     yield start
@@ -48,18 +107,11 @@ async def sidecar_factory(tmp_path: Path, chatwoot: FakeChatwoot, crew: FakeCrew
         await proc.stop()
 
 
-@pytest.fixture
-async def sidecar(sidecar_factory: SidecarFactory) -> SidecarProcess:
-    return await sidecar_factory()
-
-
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
-    """On failure, attach the sidecar's output (the first place to look)."""
+    """On failure, attach each sidecar's log lines (the first place to look)."""
     outcome = yield
     report = outcome.get_result()
     if report.when == "call" and report.failed:
-        proc = item.funcargs.get("sidecar") if hasattr(item, "funcargs") else None
-        procs = [proc] if proc is not None else []
-        for i, p in enumerate(procs):
-            report.sections.append((f"sidecar output {i}", "\n".join(p.output[-80:])))
+        for i, sidecar in enumerate(getattr(item, "_sidecars", [])):
+            report.sections.append((f"sidecar output {i}", "\n".join(sidecar.output[-80:])))

@@ -19,9 +19,8 @@ from tests.reliability.helpers import (
     open_jobs,
     post_delivery,
     signed_delivery,
-    wait_until,
-    webhook_url,
 )
+from tests.waiting import wait_until
 
 READER = r"""
 import json, os, sys, time
@@ -67,7 +66,7 @@ async def test_reader_at_10hz_during_load_sees_no_lock_errors_and_wal_stays_boun
             conv = chatwoot.open_conversation(("whatsapp", "webwidget", "facebook")[i % 3])
             delivery, body, headers = signed_delivery(chatwoot, conv, f"mensagem {i} " + "texto " * 200)
             async with semaphore:
-                await post_delivery(session, webhook_url(proc), delivery, body, headers, ledger)
+                await post_delivery(session, proc.webhook_url, delivery, body, headers, ledger)
 
         tasks = [asyncio.create_task(one(i)) for i in range(400)]
         while not all(t.done() for t in tasks):

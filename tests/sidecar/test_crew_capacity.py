@@ -4,22 +4,19 @@ arrives after a timeout is not paid for twice. Over real HTTP, against the fake 
 
 from __future__ import annotations
 
-import aiohttp
-
 from simulators import FakeChatwoot, FakeCrew
 from tests.conftest import SidecarFactory
-from tests.harness import SidecarProcess
-from tests.reliability.helpers import jobs, open_jobs, rows, wait_until
+from tests.harness import InProcessSidecar
+from tests.reliability.helpers import jobs, open_jobs, rows
+from tests.waiting import wait_until
 
 
-async def _health(proc: SidecarProcess) -> dict:
-    async with aiohttp.ClientSession() as session, session.get(f"{proc.url}/health") as resp:
-        return await resp.json()
+async def _health(proc: InProcessSidecar) -> dict:
+    return (await proc.client.get("/health"))[1]
 
 
-async def _metric(proc: SidecarProcess, name: str, backend: str) -> float | None:
-    async with aiohttp.ClientSession() as session, session.get(f"{proc.url}/metrics?format=json") as resp:
-        doc = await resp.json()
+async def _metric(proc: InProcessSidecar, name: str, backend: str) -> float | None:
+    doc = (await proc.client.get("/metrics?format=json"))[1]
     for sample in doc[name]["samples"]:
         if sample["labels"].get("backend") == backend:
             return sample["value"]
@@ -106,8 +103,10 @@ async def test_a_late_answer_is_not_paid_for_twice(sidecar_factory: SidecarFacto
     conv = chatwoot.open_conversation("whatsapp")
     await chatwoot.customer_says(conv, "Qual o prazo de entrega?")
     await chatwoot.wait_for(lambda: len(chatwoot.replies(conv.display_id)) == 1, timeout=20)
-    [job] = jobs(proc, conv.display_id)
-    assert job["state"] == "done" and job["attempts"] >= 2
+    # The reply is in Chatwoot a moment before the job's finish is committed.
+    [job] = await wait_until(lambda: [j for j in jobs(proc, conv.display_id) if j["state"] == "done"],
+                             what="the job done")
+    assert job["attempts"] >= 2
     keys = {r.headers.get("Idempotency-Key") for r in crew.requests if r.kind == "crew"}
     assert keys == {job["request_id"]}  # every attempt under the same key
     assert crew.work == 1  # the crew worked once; the retries joined or replayed that work

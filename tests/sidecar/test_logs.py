@@ -24,8 +24,9 @@ from sidecar.ops.logs import (
     reconfigure,
 )
 from simulators import FakeChatwoot
+from simulators.loopback import serve, shut_down
 from tests.conftest import SidecarFactory
-from tests.harness import SidecarProcess
+from tests.harness import InProcessSidecar
 from tests.secrets_check import assert_no_secrets
 
 LINE_START = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d (DEBUG|INFO|WARNING|ERROR|CRITICAL) ")
@@ -141,19 +142,15 @@ class _EvilCrew:
 
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}/crew"
+        self._runner, base = await serve(app)
+        self.url = f"{base}/crew"
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        await shut_down((), None, self._runner)
 
 
-def _log_lines(proc: SidecarProcess) -> list[str]:
+def _log_lines(proc: InProcessSidecar) -> list[str]:
     return (proc.log_dir / LOG_FILE_NAME).read_text(encoding="utf-8").split("\n")[:-1]
 
 
@@ -163,7 +160,7 @@ async def _fail_one(chatwoot: FakeChatwoot) -> None:
     await chatwoot.wait_for(lambda: len(chatwoot.notes(conv.display_id)) == 1)  # the failure note
 
 
-async def test_log_file_lines_carry_ids_crew_and_timings(sidecar: SidecarProcess, chatwoot: FakeChatwoot) -> None:
+async def test_log_file_lines_carry_ids_crew_and_timings(sidecar: InProcessSidecar, chatwoot: FakeChatwoot) -> None:
     conv = chatwoot.open_conversation("whatsapp")
     await chatwoot.customer_says(conv, "olá", delivery_id="delivery-abc")
     await chatwoot.wait_for(lambda: len(chatwoot.replies(conv.display_id)) == 1)

@@ -15,6 +15,7 @@ import pytest
 from aiohttp import web
 
 from simulators import FakeChatwoot, FakeCrew, run_customers
+from simulators.loopback import serve, shut_down
 from simulators.payloads import (
     CHANNELS,
     contact_event,
@@ -221,16 +222,12 @@ class Receiver:
     async def start(self) -> Receiver:
         app = web.Application()
         app.router.add_post("/hook", self.handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}/hook"
+        self._runner, base = await serve(app)
+        self.url = f"{base}/hook"
         return self
 
     async def stop(self) -> None:
-        if self._runner:
-            await self._runner.cleanup()
+        await shut_down((), None, self._runner)
 
 
 @pytest.fixture
