@@ -58,12 +58,21 @@ from connector_config.schema import (
     ServerConfig,
     StateConfig,
 )
+from connector_config.team import (
+    BudgetsConfig,
+    BusinessHours,
+    ContactsConfig,
+    HandoffConfig,
+    InboxConfig,
+    ReplyPacing,
+)
 from connector_config.urls import METADATA_HOSTS, validate_outbound_url
 
 __all__ = [
     "BACKENDS", "CHANNELS", "CONFIG_PATH_ENV", "DEFAULT_CONFIG_PATH", "DIALECTS", "EMPTY_FILE_REASON",
     "ENV_OVERRIDES", "LOG_LEVELS", "MASK_PREFIX", "METADATA_HOSTS", "REMOTE_BACKENDS",
-    "ChatwootConfig", "Config", "ConfigError", "ConsoleConfig", "ContextConfig", "CrewConfig",
+    "BudgetsConfig", "BusinessHours", "ChatwootConfig", "Config", "ContactsConfig", "HandoffConfig",
+    "InboxConfig", "ReplyPacing", "ConfigError", "ConsoleConfig", "ContextConfig", "CrewConfig",
     "HealthConfig", "LocalAnswer", "LoggingConfig", "McpCrewConfig", "ProcessingConfig", "RoutingConfig",
     "RoutingRule", "ServerConfig", "StateConfig", "config_error", "config_from_mapping", "config_to_dict",
     "deep_merge", "load_config", "load_raw", "mask", "masked_config_dict", "parse_yaml",

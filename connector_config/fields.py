@@ -96,6 +96,20 @@ def Int(minimum: int, maximum: int | None = None) -> Any:
     return Annotated[int, Strict(), AfterValidator(check)]
 
 
+def _process_count(value: Any) -> Any:
+    if value == "auto":
+        return value
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise Refused(f"must be auto or a whole number, not {kind(value)}")
+    if not 1 <= value <= 64:
+        raise Refused("must be auto or between 1 and 64")
+    return value
+
+
+ProcessCount = Annotated[int | Literal["auto"], BeforeValidator(_process_count)]
+"""``auto`` (one process per CPU this process may use) or a number of processes, 1..64."""
+
+
 def _finite(value: Any) -> Any:
     # An integer too large for a float would be reported as "not a number"; it is one.
     if isinstance(value, int) and not isinstance(value, bool):
@@ -132,6 +146,17 @@ def _ratio(value: float) -> float:
 
 Ratio = Annotated[float, BeforeValidator(_finite), Strict(), AfterValidator(_ratio)]
 """A share in (0, 1]."""
+
+
+def _fraction(value: float) -> float:
+    if not 0 <= value <= 1:
+        raise Refused("must be between 0 and 1")
+    return value
+
+
+Fraction = Annotated[float, BeforeValidator(_finite), BeforeValidator(lambda v: float(v) if type(v) is int else v),
+                     Strict(), AfterValidator(_fraction)]
+"""A share in [0, 1] (0 usually switching something off)."""
 
 Flag = Annotated[bool, Strict()]
 """``true`` or ``false`` (not ``"yes"``, not 1)."""

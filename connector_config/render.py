@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import errno
 import io
 import math
@@ -26,6 +27,7 @@ from ruamel.yaml.representer import RoundTripRepresenter
 
 from connector_config.errors import ConfigError
 from connector_config.schema import Config, CrewConfig, RoutingRule
+from connector_config.team import InboxConfig
 
 # A header whose name contains one of these words carries a credential: it is masked and
 # reported by secret_values() like the tokens.
@@ -51,12 +53,35 @@ def is_secret_header(name: str) -> bool:
 
 
 def _plain(value: Any) -> Any:
-    """Dataclasses to dicts and tuples to lists, recursively."""
+    """Dataclasses to dicts, tuples to lists and dates to ISO text, recursively."""
     if is_dataclass(value) and not isinstance(value, type):
         return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
     if isinstance(value, tuple | list):
         return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, dt.date):
+        return value.isoformat()
     return value
+
+
+def _span_text(span: tuple[int, int]) -> str:
+    start, end = span
+    return f"{start // 60:02d}:{start % 60:02d}-{end // 60:02d}:{end % 60:02d}"
+
+
+def _inbox_dict(inbox: InboxConfig) -> dict[str, Any]:
+    """An inbox as written in config.yaml (opening spans as ``08:00-18:00``, empty keys left out)."""
+    out: dict[str, Any] = {}
+    if inbox.mode is not None:
+        out["mode"] = inbox.mode
+    hours = inbox.business_hours
+    if hours is not None:
+        out["business_hours"] = {
+            **_plain(hours),
+            "weekly": {day: [_span_text(span) for span in spans] for day, spans in hours.weekly.items()},
+        }
+    return out
 
 
 def _rule_dict(rule: RoutingRule) -> dict[str, Any]:
@@ -95,6 +120,9 @@ def _to_dict(config: Config, show: Callable[[str], str]) -> dict[str, Any]:
     out["mcp_crew"]["api_key"] = show(config.mcp_crew.api_key)
     out["routing"]["rules"] = [_rule_dict(rule) for rule in config.routing.rules]
     out["crews"] = {crew.name: _crew_dict(crew, show) for crew in config.crews}
+    # JSON (GET /config, the console's copy) wants string keys; the loader reads them back as ids.
+    out["inboxes"] = {str(inbox_id): _inbox_dict(inbox) for inbox_id, inbox in config.inboxes.items()}
+    out["reply_pacing"] = _plain(config.reply_pacing.channels)
     return out
 
 

@@ -19,8 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, get_args
 
-from pydantic import BeforeValidator, ConfigDict, Field, model_validator
-from pydantic.dataclasses import dataclass
+from pydantic import BeforeValidator, Field, model_validator
 
 from connector_config.errors import Refused, kind
 from connector_config.fields import (
@@ -28,6 +27,7 @@ from connector_config.fields import (
     Channel,
     Dialect,
     Flag,
+    Fraction,
     Headers,
     HttpUrl,
     Int,
@@ -36,6 +36,7 @@ from connector_config.fields import (
     Name,
     OneOrMany,
     OutboundUrl,
+    ProcessCount,
     Ratio,
     Regex,
     Seconds,
@@ -43,6 +44,16 @@ from connector_config.fields import (
     Text,
     Word,
     _folding,
+)
+from connector_config.records import _Section, section
+from connector_config.team import (
+    BudgetsConfig,
+    ContactsConfig,
+    HandoffConfig,
+    Inboxes,
+    Mode,
+    ReplyPacing,
+    RuleMode,
 )
 
 CHANNELS: tuple[str, ...] = get_args(Channel)
@@ -59,38 +70,6 @@ REMOTE_BACKENDS: tuple[str, ...] = ("http", "mcp", "crewai_amp")
 
 LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
 """Accepted values of ``logging.level``."""
-
-_MODEL = ConfigDict(
-    extra="forbid",
-    use_attribute_docstrings=True,
-    allow_inf_nan=False,
-    # Fields are filled by their Python name (``ChatwootConfig(webhook_secrets=...)``, and
-    # dataclasses.replace); the loader validates a file by alias only, so config.yaml says
-    # ``webhook_secret`` and ``webhook_secrets`` there is an unknown key.
-    validate_by_name=True,
-    validate_by_alias=True,
-)
-
-section = dataclass(frozen=True, slots=True, config=_MODEL)
-"""Decorator of every record below."""
-
-
-@section
-class _Section:
-    """Shared by every record: empty values keep their defaults."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _empty_keeps_default(cls, data: Any) -> Any:
-        if data is None:
-            return {}
-        if isinstance(data, Mapping):
-            for name in data:
-                if not isinstance(name, str):
-                    raise Refused(f"keys must be strings, not {kind(name)}")
-            return {name: value for name, value in data.items() if value is not None}
-        return data  # keyword arguments (direct construction) or a wrong type pydantic reports
-
 
 @section
 class ServerConfig(_Section):
@@ -110,6 +89,9 @@ class ServerConfig(_Section):
     """A request whose body has not fully arrived after this long is cut off."""
     shutdown_grace_seconds: Seconds(positive=True) = 15.0
     """On SIGTERM/SIGINT: how long requests and crew work in progress may take to finish."""
+    processes: ProcessCount = 1
+    """1: one process does everything. N >= 2 (or ``auto``: one per CPU): ``processing.worker_processes``
+    of them run the queue and the others answer HTTP on the same port, sharing the state."""
 
 
 @section
@@ -230,6 +212,8 @@ class ProcessingConfig(_Section):
     """On a final failure, post a private note saying why."""
     failure_handoff: Flag = True
     """On a final failure, hand the conversation to a human."""
+    worker_processes: Int(1, 32) = 1
+    """With ``server.processes`` >= 2: how many of the processes run the queue worker."""
     workers_enabled: Flag = True
     """Run the background workers (false: intake only, e.g. for tests)."""
     echo_grace_seconds: Seconds(positive=True) = 10.0
@@ -265,6 +249,16 @@ class RoutingRule(_Section):
     """Regular expression searched in the message (checked to compile)."""
     labels: Words = ()
     """Conversation labels."""
+    name: Name | None = None
+    """How analytics and the console call this rule. Empty: ``rule N`` (its position)."""
+    mode: RuleMode = None
+    """``auto``, ``draft`` or ``shadow`` for this rule's conversations. Empty: the inbox's mode,
+    else ``routing.mode``."""
+    shadow_crew: Name | None = None
+    """Also asked, beside ``crew``, on the same messages; its answer is only recorded (console,
+    metrics), never sent: for trying a new crew on live traffic."""
+    handoff_team_id: Int(1) | None = None
+    """Team assigned when this rule's conversations go to a human. Empty: ``handoff.team_id``."""
 
     @model_validator(mode="after")
     def _has_a_condition(self) -> RoutingRule:
@@ -283,6 +277,10 @@ class RoutingConfig(_Section):
     """Crew used when no rule matches."""
     rules: tuple[RoutingRule, ...] = ()
     """Rules in file order."""
+    mode: Mode = "auto"
+    """Mode of conversations no rule or inbox sets one for (``auto``, ``draft``, ``shadow``)."""
+    min_confidence: Fraction = 0.0
+    """A decision engine's pick below this confidence goes to a human (``low_confidence``); 0: off."""
 
 
 @section
@@ -407,6 +405,16 @@ class Config(_Section):
     """Health probes."""
     console: ConsoleConfig = Field(default_factory=ConsoleConfig)
     """Console refresh."""
+    inboxes: Inboxes = Field(default_factory=dict)
+    """Per Chatwoot inbox id: its mode and business hours."""
+    handoff: HandoffConfig = Field(default_factory=HandoffConfig)
+    """What every hand-off carries; the reminder watchdog."""
+    budgets: BudgetsConfig = Field(default_factory=BudgetsConfig)
+    """Limits that send a conversation to a human."""
+    contacts: ContactsConfig = Field(default_factory=ContactsConfig)
+    """Who the bot serves (allow / deny lists)."""
+    reply_pacing: ReplyPacing = Field(default_factory=ReplyPacing)
+    """How long answers are split and paced, per channel."""
     source_path: str | None = None
     """The file this was loaded from; None when built from defaults or a mapping."""
 
@@ -439,6 +447,7 @@ class Config(_Section):
         """Default crew, rule crews and ``crews:`` names; unique, in that order."""
         names = [self.routing.default_crew]
         names += [rule.crew for rule in self.routing.rules]
+        names += [rule.shadow_crew for rule in self.routing.rules if rule.shadow_crew]
         names += [crew.name for crew in self.crews]
         return tuple(dict.fromkeys(names))
 
@@ -454,5 +463,6 @@ class Config(_Section):
         if self.mcp_crew.api_url:
             return ()
         listed = {crew.name for crew in self.crews}
-        routed = [self.routing.default_crew, *(rule.crew for rule in self.routing.rules)]
+        routed = [self.routing.default_crew, *(rule.crew for rule in self.routing.rules),
+                  *(rule.shadow_crew for rule in self.routing.rules if rule.shadow_crew)]
         return tuple(name for name in dict.fromkeys(routed) if name not in listed)

@@ -13,6 +13,7 @@ from textual.worker import Worker, WorkerState
 
 from console.context import ConsoleContext
 from console.messages import ReadFailed
+from console.screens.analytics import AnalyticsScreen
 from console.screens.config import ConfigScreen
 from console.screens.conversations import ConversationsScreen
 from console.screens.dead_letters import DeadLettersScreen
@@ -24,11 +25,12 @@ from console.settings import ConsoleSettings
 from console.widgets.nav_bar import VIEWS
 
 _SCREENS = {"overview": OverviewScreen, "conversations": ConversationsScreen,
-            "routing": DecisionsScreen, "dead": DeadLettersScreen, "config": ConfigScreen}
+            "routing": DecisionsScreen, "dead": DeadLettersScreen, "config": ConfigScreen,
+            "analytics": AnalyticsScreen}
 
 
 class ConsoleApp(App[None]):
-    """The ops console: five live views over the connector's SQLite state."""
+    """The ops console: six live views over the connector's SQLite state."""
 
     CSS_PATH = "app.tcss"
     TITLE = "Chatwoot connector console"

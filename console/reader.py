@@ -15,7 +15,9 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from console import health
+from console.hours import inbox_hours, modes_of
 from console.snapshots import (
+    AnalyticsData,
     ConfigData,
     ConversationDetail,
     ConversationQuery,
@@ -33,6 +35,7 @@ from state import (
     Tx,
     open_database,
 )
+from state.analytics import WINDOWS, summarize
 from state.vocabulary import CONFIG_EFFECTIVE, CONFIG_STATUS, HEALTH_SNAPSHOT
 
 T = TypeVar("T")
@@ -232,5 +235,18 @@ class Reader:
                 audit=tuple(tx.audit.config_changes(limit=100)),
                 operator_actions=tuple(tx.audit.operator_actions(limit=100)),
             )
+
+        return self._run(read)
+
+    def analytics(self, window: str) -> AnalyticsData:
+        now = self.clock()
+
+        def read(tx: Tx) -> AnalyticsData:
+            figures = summarize(tx, now - WINDOWS[window])
+            effective = tx.documents.get(CONFIG_EFFECTIVE)
+            config = effective if isinstance(effective, dict) else {}
+            return AnalyticsData(now=now, window=window, totals=figures["totals"], crews=figures["crews"],
+                                 rules=figures["rules"], inboxes=inbox_hours(config, tx.conversations.inbox_names, now),
+                                 shadow=tuple(tx.outcomes.recent("shadow", limit=50)), modes=modes_of(config))
 
         return self._run(read)

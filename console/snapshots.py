@@ -150,3 +150,31 @@ class ConfigData:
     effective_age: float | None
     audit: tuple[AuditEntry, ...]
     operator_actions: tuple[OperatorAction, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class InboxHours:
+    """One inbox with business hours, and whether it is open at the moment of the refresh."""
+
+    inbox_id: int
+    name: str
+    mode: str
+    open_now: bool
+    detail: str
+    """"open until 18:00 (America/Sao_Paulo)" or "closed, back Mon 08:00 (...)"."""
+
+
+@dataclass(frozen=True, slots=True)
+class AnalyticsData:
+    """Outcome figures over a window (``state.analytics.summarize``), inboxes' hours and the
+    newest shadow answers."""
+
+    now: float
+    window: str
+    totals: dict[str, Any]
+    crews: dict[str, dict[str, Any]]
+    rules: dict[str, dict[str, Any]]
+    inboxes: tuple[InboxHours, ...]
+    shadow: tuple[dict[str, Any], ...]
+    modes: dict[str, str] = field(default_factory=dict)
+    """Where the config sets a mode other than auto: ``{"routing": "draft", "rule faq": "shadow"}``."""

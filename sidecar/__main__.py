@@ -24,6 +24,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="run with a simulated Chatwoot, MCP-Crew and customers (nothing else needed)")
     parser.add_argument("--demo-rate", type=float, metavar="RATE",
                         help="with --demo: customer messages per second (default: $DEMO_RATE, else 1)")
+    # The multi-process mode's parent starts its children with these (sidecar.processes).
+    parser.add_argument("--role", choices=("intake", "worker"), help=argparse.SUPPRESS)
+    parser.add_argument("--listen-fd", type=int, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -53,6 +56,9 @@ def main(argv: list[str] | None = None, *, extra_blueprints: tuple[Any, ...] = (
             return 2
         config = dataclasses.replace(config, server=server)
 
+    if args.role is not None:
+        return _serve_child(args, config)
+
     # What the environment refuses (a busy port, a state path that cannot be written) is, like
     # a bad config, one line naming the key and exit status 2, found before anything starts.
     listener, problem = listen(server.host, server.port)
@@ -64,14 +70,44 @@ def main(argv: list[str] | None = None, *, extra_blueprints: tuple[Any, ...] = (
         print(f"error: {problem}", file=sys.stderr)
         return 2
 
-    from sidecar.app import create_app
+    assert listener is not None
+    from sidecar.processes import process_count
 
-    app = create_app(config, config_path=config.source_path)
-    for blueprint in extra_blueprints:
-        app.blueprint(blueprint)
-    # Sanic serves on the socket bound above, so nothing can take the port in between.
-    app.run(sock=listener, single_process=True, access_log=False, motd=False)
-    return 0
+    if process_count(config) > 1 and not extra_blueprints:
+        from sidecar.processes import run_parent
+
+        return run_parent(config, listener, _child_args(args))
+    from sidecar.serve import serve_http
+
+    return serve_http(config, listener, extra_blueprints=extra_blueprints)
+
+
+def _child_args(args: argparse.Namespace) -> list[str]:
+    """What a child of the multi-process mode is started with: the parent's own options."""
+    out: list[str] = []
+    if args.config:
+        out += ["--config", args.config]
+    if args.host:
+        out += ["--host", args.host]
+    if args.port:
+        out += ["--port", str(args.port)]
+    return out
+
+
+def _serve_child(args: argparse.Namespace, config: Config) -> int:
+    from sidecar.processes import die_with_parent
+
+    die_with_parent()
+    if args.role == "worker":
+        from sidecar.serve import serve_worker
+
+        return serve_worker(config)
+    if args.listen_fd is None:
+        print("error: --role intake needs --listen-fd", file=sys.stderr)
+        return 2
+    from sidecar.serve import serve_http
+
+    return serve_http(config, socket.socket(fileno=args.listen_fd), role="intake")
 
 
 def check_state(config: Config) -> str | None:

@@ -27,7 +27,8 @@ class SidecarContext:
 
 
 def create_app(config: Config, *, config_path: str | None = None, name: str = "chatwoot_sidecar",
-               log_to_stderr: bool = True, runtime: Runtime | None = None, role: str = "all") -> Sanic:
+               log_to_stderr: bool = True, log_to_file: bool = True, runtime: Runtime | None = None,
+               role: str = "all") -> Sanic:
     """Builds the sidecar app for ``config`` (the file at ``config_path`` is watched for edits).
 
     Args:
@@ -51,7 +52,7 @@ def create_app(config: Config, *, config_path: str | None = None, name: str = "c
     if owned:
         setup_logging(config.logging.dir, level=config.logging.level, as_json=config.logging.json,
                       max_bytes=config.logging.max_bytes, backup_count=config.logging.backup_count,
-                      secrets=secret_values(config), to_stderr=log_to_stderr)
+                      secrets=secret_values(config), to_stderr=log_to_stderr, to_file=log_to_file)
     rt.config.on_change(lambda old, new: REDACTOR.set_secrets(secret_values(new)))
     rt.config.on_change(lambda old, new: _apply_server_limits(app, new))
 
@@ -65,8 +66,9 @@ def create_app(config: Config, *, config_path: str | None = None, name: str = "c
             runtime: Runtime = app.ctx.runtime
             await runtime.start()
             cfg = runtime.config.current
-            log_event(log, "sidecar.ready", host=cfg.server.host, port=cfg.server.port, pid=os.getpid(),
-                      role=runtime.role)
+            # A child of the multi-process mode reports to its parent, which says "ready" for all.
+            event = "sidecar.ready" if runtime.role == "all" else "sidecar.process_ready"
+            log_event(log, event, host=cfg.server.host, port=cfg.server.port, pid=os.getpid(), role=runtime.role)
 
         @app.before_server_stop
         async def stop_runtime(app: Sanic) -> None:

@@ -44,6 +44,9 @@ from sidecar.ops.supervise import Supervisor
 from sidecar.outbound.chatwoot import ChatwootClient
 from sidecar.outbound.http11 import Http11
 from sidecar.outbound.replies import ReplyPoster
+from sidecar.queue import policy
+from sidecar.queue.crew_step import store_async_answer
+from sidecar.queue.handoff_watchdog import HandoffWatchdog
 from sidecar.queue.pacing import Pacing
 from sidecar.queue.worker import QueueWorker
 from state import StateError, StateService, StorageUnavailable, Tx, open_service
@@ -54,6 +57,9 @@ FLUSH_SECONDS = 1.0
 """How often metric increments are added to the stored totals."""
 BEAT_SECONDS = 2.0
 """How often this process writes its row in the processes table (crew calls in flight)."""
+WATCH_SECONDS = 0.02
+"""How often a queue worker looks whether another process committed (multi-process mode): the
+other processes' webhooks and callbacks reach it at most this late."""
 
 
 def make_process_id() -> str:
@@ -103,9 +109,13 @@ class Runtime:
         ids = set(self.self_user_ids)
         if config.chatwoot.bot_user_id is not None:
             ids.add(config.chatwoot.bot_user_id)
+        passive = policy.PASSIVE_MODES
         return ApplySettings(inbox_ids=config.chatwoot.inbox_ids, debounce_seconds=config.processing.debounce_seconds,
                              debounce_max_seconds=config.processing.debounce_max_seconds,
-                             self_user_ids=tuple(sorted(ids)))
+                             self_user_ids=tuple(sorted(ids)),
+                             passive_everywhere=config.routing.mode in passive
+                             or any(rule.mode in passive for rule in config.routing.rules),
+                             passive_inboxes=frozenset(i for i, inbox in config.inboxes.items() if inbox.mode in passive))
 
     @property
     def runs_worker(self) -> bool:
@@ -155,6 +165,14 @@ class Runtime:
         if self.worker is not None:
             self.worker.wake()
 
+    async def store_crew_answer(self, request_id: str, actions: tuple[dict[str, Any], ...]) -> str:
+        """A crew's answer that came back on its own (a callback): shaped and stored once.
+
+        Returns ``applied``, ``duplicate`` or ``unknown`` (see Jobs.complete_async); the caller
+        wakes the worker. Raises StorageUnavailable like any write.
+        """
+        return await self.state.write(store_async_answer, request_id, actions, self.config.current)
+
     async def start(self) -> None:
         """Starts the background loops (idempotent)."""
         if self._started:
@@ -172,6 +190,12 @@ class Runtime:
                 poster=self.poster, chatwoot=self.chatwoot, session=self.session, metrics=self.metrics,
                 pacing=self.pacing, worker_id=self.process_id)
             self._spawn("queue-worker", keep("queue-worker", self.worker.run))
+            self.watchdog = HandoffWatchdog(config=self.config, state=self.state, metrics=self.metrics,
+                                            queued=self.work_queued)
+            self._spawn("handoff-watchdog", keep("handoff-watchdog", self.watchdog.run))
+        if self.role == "worker":
+            # Webhooks and callbacks are committed by the intake processes: notice them.
+            self._spawn("watch-others", keep("watch-others", self._watch_others))
         self._spawn("metrics", keep("metrics", self._flush_forever))
         self._spawn("health-probes", self.health.run())
         self._spawn("config-watcher", self.config_manager.watch())
@@ -217,7 +241,8 @@ class Runtime:
         ids = sorted(self.self_user_ids)
         save_ids = ids != self._saved_user_ids
         info = {"crew_calls": self.slots.describe(), "held": self.worker.held if self.worker else 0,
-                "share": self.pacing.share}
+                "share": self.pacing.share, "journal_problem": self.applier.problem,
+                "warnings": list(self.supervisor.warnings()), "crashing": self.supervisor.recently_crashed()}
         now = time.time()
 
         def write(tx: Tx) -> None:
@@ -236,6 +261,21 @@ class Runtime:
         if save_ids:
             self._saved_user_ids = ids
         self.metrics.set_gauge("connector_background_share", self.pacing.share)
+
+    async def _watch_others(self) -> None:
+        """Wakes the applier and the worker when another process committed (a cheap counter the
+        database keeps: SQLite's data_version)."""
+        marker = await self.state.call(lambda db: db.change_marker())
+        while True:
+            await asyncio.sleep(WATCH_SECONDS)
+            try:
+                now = await self.state.call(lambda db: db.change_marker())
+            except StateError:
+                continue
+            if now != marker:
+                marker = now
+                self.applier.wake()
+                self.work_queued()
 
     async def _flush_forever(self) -> None:
         last_beat = 0.0

@@ -213,6 +213,24 @@ class FakeChatwoot:
         msg.updated_at = time.time()
         return await self._send_message_event(conv, msg, "message_updated")
 
+    async def csat_survey(self, conv: FakeConversation) -> int:
+        """The CSAT survey Chatwoot posts when a conversation of an inbox with CSAT is resolved
+        (a template message, content_type ``input_csat``); returns its message id."""
+        msg = self.world.outgoing_message(conv, "Please rate the conversation", sender=None,
+                                          message_type="template", content_type="input_csat")
+        await self._send_message_event(conv, msg, "message_created")
+        return msg.id
+
+    async def csat_response(self, conv: FakeConversation, survey_id: int, rating: int,
+                            feedback: str = "") -> Result:
+        """The customer answered the survey: Chatwoot writes the answer into the survey message's
+        ``content_attributes.submitted_values`` and sends it again as ``message_updated``."""
+        msg = next(m for m in conv.messages if m.id == survey_id)
+        msg.content_attributes["submitted_values"] = {
+            "csat_survey_response": {"rating": rating, "feedback_message": feedback}}
+        msg.updated_at = time.time()
+        return await self._send_message_event(conv, msg, "message_updated")
+
     async def set_status(self, conv: FakeConversation, status: str) -> Result:
         """An agent changes the status: conversation_updated (with the change) then status_changed."""
         return await self._change_status(conv, status)

@@ -104,7 +104,8 @@ def default_responder(envelope: dict[str, Any]) -> list[Action]:
     folded = _fold(text)
     lang = 0 if is_portuguese(text) else 1
     if _has(folded, HUMAN_WORDS):
-        return [{"type": "handoff", "reason": "customer asked for a human", "message": _ANSWERS["handoff"][lang]}]
+        return [{"type": "handoff", "category": "customer_request", "reason": "customer asked for a human",
+                 "message": _ANSWERS["handoff"][lang]}]
     crew = envelope_crew(envelope) or "faq"
     topic = _topic(crew, folded)
     actions: list[Action] = [{"type": "reply", "content": _ANSWERS[topic][lang].format(crew=crew)}]

@@ -23,6 +23,7 @@ from state.records import (
     CrewAttempt,
     DeadLetter,
     Delivery,
+    Handoff,
     Job,
     JournalBacklog,
     MessageRow,
@@ -59,7 +60,7 @@ def open_service(path: str, *, migrate: bool = True) -> StateService:
 
 __all__ = [
     "MAX_BURST_MESSAGES", "SCHEMA_NAME", "ActionRecord", "AuditEntry", "ConversationRow", "CrewAttempt",
-    "Database", "DatabaseMissing", "DeadLetter", "Delivery", "Job", "JournalBacklog", "MessageRow",
+    "Database", "DatabaseMissing", "DeadLetter", "Delivery", "Handoff", "Job", "JournalBacklog", "MessageRow",
     "OperatorAction", "PendingDelivery", "QueueStats", "Route", "RoutingDecisionRow", "SchemaMismatch",
     "StateError", "StateService", "StorageUnavailable", "Tx", "open_database", "open_service", "operator",
     "vocabulary",

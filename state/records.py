@@ -64,6 +64,12 @@ class ConversationRow:
     updated_at: float
     last_activity_at: float | None = None
     """Chatwoot's own last activity time (orders snapshots that arrive out of order)."""
+    rule: str = ""
+    """The routing rule of the bot's latest answer (analytics)."""
+    mode: str = "auto"
+    """The mode of the bot's latest turn (``auto``, ``draft``, ``shadow``)."""
+    remote_updated_at: float | None = None
+    """Chatwoot's updated_at of the conversation (with last_activity_at, orders snapshots)."""
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> ConversationRow:
@@ -93,6 +99,9 @@ class ConversationRow:
             created_at=row["created_at"],
             updated_at=row["updated_at"],
             last_activity_at=row.get("last_activity_at"),
+            rule=row.get("rule") or "",
+            mode=row.get("mode") or "auto",
+            remote_updated_at=row.get("remote_updated_at"),
         )
 
 
@@ -165,6 +174,12 @@ class Job:
     created_at: float
     updated_at: float
     finished_at: float | None
+    mode: str = "auto"
+    """``auto``, ``draft`` (answers become private notes) or ``shadow`` (answers only recorded)."""
+    rule: str = ""
+    """The routing rule that chose the crew (its name, or ``rule N``); empty for the default."""
+    shadow_of: int | None = None
+    """Set on a shadow job: the live job of the same burst (a shadow job never blocks the queue)."""
 
     @property
     def envelope(self) -> dict[str, Any] | None:
@@ -202,6 +217,9 @@ class Job:
             created_at=row["created_at"],
             updated_at=row["updated_at"],
             finished_at=row["finished_at"],
+            mode=row.get("mode") or "auto",
+            rule=row.get("rule") or "",
+            shadow_of=row.get("shadow_of"),
         )
 
 
@@ -236,6 +254,8 @@ class RoutingDecisionRow:
     reason: str
     confidence: float | None
     decided_at: float
+    rule: str = ""
+    mode: str = "auto"
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,3 +329,24 @@ class OperatorAction:
     action: str
     target: str
     detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Handoff:
+    """One hand-off to a human: why, and what the reminder watchdog did about it."""
+
+    id: int
+    account_id: int
+    conversation_id: int
+    job_id: int | None
+    category: str
+    reason: str
+    crew: str
+    rule: str
+    team_id: int | None
+    at: float
+    waiting_since: float
+    """When the team's clock starts (the hand-off, or the next opening after hours)."""
+    human_replied_at: float | None
+    reminded_at: float | None
+    escalated_at: float | None

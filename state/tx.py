@@ -18,10 +18,12 @@ from state.stores.conversations import Conversations
 from state.stores.decisions import Decisions
 from state.stores.documents import Documents
 from state.stores.effects import Effects
+from state.stores.handoffs import Handoffs
 from state.stores.jobs import Jobs
 from state.stores.journal import Journal
 from state.stores.messages import Messages
 from state.stores.metrics import MetricValues
+from state.stores.outcomes import Outcomes
 from state.stores.processes import Processes
 
 ErrorKind = Callable[[BaseException], type[StateError] | None]
@@ -31,7 +33,7 @@ back-end's exception; None for an exception that is not the database's."""
 
 class Tx:
     __slots__ = ("sql", "journal", "conversations", "messages", "jobs", "effects", "decisions", "metrics",
-                 "audit", "documents", "processes", "_error_kind")
+                 "audit", "documents", "processes", "handoffs", "outcomes", "_error_kind")
 
     def __init__(self, sql: Sql, error_kind: ErrorKind) -> None:
         self.sql = sql
@@ -45,6 +47,8 @@ class Tx:
         self.audit = Audit(sql)
         self.documents = Documents(sql)
         self.processes = Processes(sql)
+        self.handoffs = Handoffs(sql)
+        self.outcomes = Outcomes(sql)
         self._error_kind = error_kind
 
     @contextmanager

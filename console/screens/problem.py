@@ -43,7 +43,10 @@ class ProblemScreen(Screen[None]):
 
     def update_message(self, message: str) -> None:
         self.message = message
-        self.query_one("#problem-message", Static).update(Text(message))
+        # A second failure can arrive after the screen was pushed but before it composed;
+        # compose() then shows self.message, so there is nothing to update yet.
+        for widget in self.query("#problem-message").results(Static):
+            widget.update(Text(message))
 
     def action_retry(self) -> None:
         self._check()

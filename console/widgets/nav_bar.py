@@ -13,6 +13,7 @@ VIEWS: tuple[tuple[str, str, str], ...] = (
     ("3", "routing", "Routing"),
     ("4", "dead", "Dead letters"),
     ("5", "config", "Config"),
+    ("6", "analytics", "Analytics"),
 )
 """(key, mode, label) of every top-level view, in key order."""
 
@@ -33,7 +34,7 @@ class NavTab(Static):
 
 
 class NavBar(Horizontal):
-    """Tabs for the five views plus help; the current view is highlighted."""
+    """Tabs for the six views plus help; the current view is highlighted."""
 
     def __init__(self, current: str) -> None:
         super().__init__()

@@ -62,8 +62,8 @@ log = get_logger()
 
 WATCH_INTERVAL_SECONDS = 1.0
 RESTART_KEYS: tuple[str, ...] = (
-    "server.host", "server.port", "server.shutdown_grace_seconds", "state.path", "logging.dir",
-    "processing.workers_enabled")
+    "server.host", "server.port", "server.shutdown_grace_seconds", "server.processes", "state.path", "logging.dir",
+    "processing.workers_enabled", "processing.worker_processes")
 """Keys read once at start-up; a change is written and reported, and applies after a restart."""
 
 STATUS_KEY = CONFIG_STATUS

@@ -48,7 +48,8 @@ class LocalCrewBackend:
         # answer: ignoring an explicit request for a human is worse than skipping the FAQ.
         keyword = first_keyword(folded, self.crew.handoff_keywords)
         if keyword is not None:
-            action: dict[str, Any] = {"type": "handoff", "reason": f"customer asked for a human ({keyword})"}
+            action: dict[str, Any] = {"type": "handoff", "category": "customer_request",
+                                      "reason": f"customer asked for a human ({keyword})"}
             if self.crew.handoff_message.strip():
                 action["message"] = self.crew.handoff_message
             return (action,)

@@ -22,8 +22,13 @@ from sidecar.inbound.payload import (
     normalize,
     parse_json,
 )
+from sidecar.ops.outcomes import record
 from state import ConversationRow, PendingDelivery, StorageUnavailable, Tx
 from state.vocabulary import BOT
+
+PASSIVE_MODES = frozenset({"draft", "shadow"})
+"""The bot's answers are for the agents (drafts) or for nobody (shadow): it keeps working
+whoever owns the conversation."""
 
 OWN_ECHO_WINDOW_SECONDS = 900.0
 """How long after posting a message its echo is still recognised as our own."""
@@ -39,6 +44,14 @@ class ApplySettings:
     debounce_max_seconds: float
     self_user_ids: tuple[int, ...]
     """User ids that are the sidecar itself (configured, or learned from Chatwoot's answers)."""
+    passive_everywhere: bool = False
+    """Some conversations may be in draft or shadow mode whatever their inbox (``routing.mode``, or
+    a rule's mode): their customer messages are queued even when a human owns the conversation."""
+    passive_inboxes: frozenset[int] = frozenset()
+    """Inboxes in draft or shadow mode."""
+
+    def may_be_passive(self, inbox_id: int | None, stored_mode: str) -> bool:
+        return self.passive_everywhere or stored_mode in PASSIVE_MODES or inbox_id in self.passive_inboxes
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,13 +159,20 @@ def _snapshot_fields(conv: Conversation) -> dict[str, object]:
         "contact_json": conv.contact, "status": conv.status, "assignee_type": conv.assignee_type,
         "assignee_id": conv.assignee_id, "team_id": conv.team_id, "labels": list(conv.labels),
         "can_reply": int(conv.can_reply), "last_activity_at": conv.last_activity_at,
+        **({"remote_updated_at": conv.updated_at} if conv.updated_at is not None else {}),
     }
 
 
 def _is_stale(stored: ConversationRow | None, stored_activity: float | None, conv: Conversation) -> bool:
-    """Chatwoot does not order deliveries: an older snapshot must not undo a newer one."""
-    return (stored is not None and conv.last_activity_at is not None and stored_activity is not None
-            and conv.last_activity_at < stored_activity)
+    """Chatwoot does not order deliveries: an older snapshot must not undo a newer one. Last
+    activity first; with the same activity (a resolve, then the reopen a moment later), Chatwoot's
+    updated_at."""
+    if stored is None or conv.last_activity_at is None or stored_activity is None:
+        return False
+    if conv.last_activity_at != stored_activity:
+        return conv.last_activity_at < stored_activity
+    return (conv.updated_at is not None and stored.remote_updated_at is not None
+            and conv.updated_at < stored.remote_updated_at)
 
 
 def _is_own_message(tx: Tx, conv: Conversation, msg: Message, settings: ApplySettings, now: float) -> bool:
@@ -164,6 +184,27 @@ def _is_own_message(tx: Tx, conv: Conversation, msg: Message, settings: ApplySet
     # content against what we are posting (or posted) in this conversation.
     assert conv.account_id is not None and conv.conversation_id is not None
     return tx.effects.find_own(conv.account_id, conv.conversation_id, msg.content_hash, now - OWN_ECHO_WINDOW_SECONDS)
+
+
+def _status_outcomes(tx: Tx, stored: ConversationRow, conv: Conversation, now: float) -> None:
+    """Analytics: a conversation the bot resolved without a human, and one reopened after that."""
+    where = {"account_id": stored.account_id, "conversation_id": stored.conversation_id, "crew": stored.crew or "",
+             "rule": stored.rule, "now": now}
+    if conv.status == "resolved" and stored.status != "resolved":
+        if stored.owner == BOT and stored.crew and stored.mode == "auto":
+            record(tx, "resolved_by_bot", **where)
+    elif stored.status == "resolved" and conv.status in ("open", "pending") and tx.outcomes.last_of(
+            stored.account_id, stored.conversation_id, ("resolved_by_bot", "reopened")) == "resolved_by_bot":
+        record(tx, "reopened", **where)
+
+
+def _csat(tx: Tx, stored: ConversationRow, message_id: int | None, rating: int, now: float) -> None:
+    """A CSAT answer, once per survey message (Chatwoot sends message_updated more than once)."""
+    detail = f"message {message_id}"
+    if tx.outcomes.seen(stored.account_id, stored.conversation_id, "csat", detail):
+        return
+    record(tx, "csat", account_id=stored.account_id, conversation_id=stored.conversation_id,
+           crew=stored.crew or "", rule=stored.rule, now=now, value=float(rating), detail=detail)
 
 
 def _apply(tx: Tx, inbound: Inbound, *, now: float, settings: ApplySettings) -> Outcome:
@@ -187,6 +228,8 @@ def _apply(tx: Tx, inbound: Inbound, *, now: float, settings: ApplySettings) -> 
         change = ownership.change_for_conversation(stored, conv)
         if change:
             changes.append(change)
+        if stored is not None:
+            _status_outcomes(tx, stored, conv, now)
 
     role = None
     if msg is not None and event == "message_created":
@@ -194,6 +237,8 @@ def _apply(tx: Tx, inbound: Inbound, *, now: float, settings: ApplySettings) -> 
         change = ownership.change_for_message(role, msg)
         if change:
             changes.append(change)
+        if role == "agent":
+            tx.handoffs.human_replied(acct, cid, now)  # the reminder watchdog has nothing to do
         if msg.message_type != "activity":
             tx.messages.insert(
                 account_id=acct, conversation_id=cid, message_id=msg.id, role=role, sender_type=msg.sender_kind,
@@ -202,6 +247,8 @@ def _apply(tx: Tx, inbound: Inbound, *, now: float, settings: ApplySettings) -> 
                 content_hash=msg.content_hash, created_at=msg.created_at or now)
             preview = msg.content or (f"[{msg.attachments[0].file_type}]" if msg.attachments else "")
             fields.update(last_message_at=now, last_message_preview=preview[:_PREVIEW_CHARS], last_message_role=role)
+    if msg is not None and msg.csat_rating is not None and stored is not None:
+        _csat(tx, stored, msg.id, msg.csat_rating, now)
     tx.conversations.upsert(acct, cid, now, **fields)
 
     owner = stored.owner if stored else BOT
@@ -222,7 +269,8 @@ def _apply(tx: Tx, inbound: Inbound, *, now: float, settings: ApplySettings) -> 
         return result("ignored", why_not)
     status = conv.status if not stale else (stored.status if stored else conv.status)
     owns, why = ownership.owner_allows(owner, owner_reason, status)
-    if not owns:
+    if not owns and not (status != "snoozed" and settings.may_be_passive(conv.inbox_id, stored.mode if stored
+                                                                          else "auto")):
         return result("ignored", why, cancelled_jobs=cancelled)
     if not msg.content.strip() and not msg.attachments:
         return result("ignored", "empty message")

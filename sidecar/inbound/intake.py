@@ -119,7 +119,7 @@ class WebhookIntake:
         view: Peek = peek(payload)
         try:
             fresh = await self._state.write(journal, view, body_text=text, delivery_id=delivery_id, now=now,
-                                            durable=True)
+                                            durable=True, urgent=True)
         except StorageUnavailable as exc:
             self._metrics.inc("connector_webhooks_received_total", event=event_label(view.event),
                               outcome="storage_unavailable")

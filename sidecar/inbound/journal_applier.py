@@ -29,6 +29,8 @@ processes journal too, and their wake-ups do not reach this one)."""
 BATCH = 64
 """Deliveries applied per transaction: large enough to amortise the commit, small enough that
 acknowledgements queued behind the batch wait only a few milliseconds."""
+SMALL_BATCH = 8
+"""The batch while webhooks wait for the CPU (sidecar.queue.pacing)."""
 
 
 class JournalApplier:
@@ -52,8 +54,11 @@ class JournalApplier:
         """Runs until cancelled (at shutdown); a batch in flight still commits or rolls back whole."""
         while True:
             await self._pacing.yield_to_intake()
+            # While webhooks wait (the share is down), small batches: an acknowledgement queued
+            # behind one waits for it to commit.
+            batch = BATCH if not self._pacing.saturated else SMALL_BATCH
             try:
-                applied = await self._state.write(apply_pending, self._settings(), BATCH)
+                applied = await self._state.write(apply_pending, self._settings(), batch)
             except StorageUnavailable as exc:
                 self.problem = REDACTOR.redact(str(exc))
                 log_event(log, "webhook.apply_storage_unavailable", level=40, error=str(exc))
@@ -61,7 +66,7 @@ class JournalApplier:
                 continue
             self.problem = None
             self._report(applied)
-            if len(applied) < BATCH:
+            if len(applied) < batch:
                 await self._idle(self._idle_seconds)
 
     async def _idle(self, seconds: float) -> None:

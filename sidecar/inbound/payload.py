@@ -150,6 +150,8 @@ class Conversation:
     can_reply: bool
     contact: dict[str, Any]
     last_activity_at: float | None
+    updated_at: float | None = None
+    """Chatwoot's updated_at (an epoch float; every status change moves it)."""
     changed: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     """changed_attributes as {attribute: (previous, current)}."""
 
@@ -171,6 +173,8 @@ class Message:
     external_echo: bool
     attachments: tuple[Attachment, ...]
     created_at: float | None
+    csat_rating: int | None = None
+    """A CSAT survey's rating (1-5), once the customer answered it (``input_csat`` messages)."""
 
     @property
     def content_hash(self) -> str:
@@ -235,6 +239,7 @@ def parse_conversation(
         can_reply=conv.get("can_reply") is not False,
         contact=_contact(_dict(meta.get("sender")), sender or {}),
         last_activity_at=_epoch(conv.get("last_activity_at")),
+        updated_at=_epoch(conv.get("updated_at")),
         changed=_changed(changed),
     )
 
@@ -287,7 +292,17 @@ def parse_message(body: dict[str, Any]) -> Message:
         external_echo=attrs.get("external_echo") is True,
         attachments=_attachments(body.get("attachments")),
         created_at=_epoch(body.get("created_at")),
+        csat_rating=_csat_rating(attrs),
     )
+
+
+def _csat_rating(attrs: dict[str, Any]) -> int | None:
+    """Chatwoot stores a survey answer in ``content_attributes.submitted_values.csat_survey_response``
+    and sends the survey message again as ``message_updated``."""
+    submitted = _dict(attrs.get("submitted_values"))
+    response = _dict(submitted.get("csat_survey_response"))
+    rating = _int(response.get("rating"))
+    return rating if rating is not None and 1 <= rating <= 5 else None
 
 
 def normalize(body: dict[str, Any]) -> Inbound:

@@ -223,7 +223,9 @@ class HealthMonitor:
         check: dict[str, Any] = {
             "status": queue_status(age, unapplied_age), "depth": stats.depth, "oldest_pending_age": age,
             "dead_letters": stats.dead, "unapplied": backlog.unapplied, "oldest_unapplied_age": unapplied_age}
-        problem = self._journal_problem()
+        # The applier may live in another process (multi-process mode): its rows say why it fails.
+        problem = self._journal_problem() or next(
+            (p["info"]["journal_problem"] for p in processes if (p.get("info") or {}).get("journal_problem")), None)
         if problem and backlog.unapplied:
             check["status"] = "degraded"
             check["detail"] = f"acknowledged webhooks cannot be applied: {problem}"[:300]
@@ -255,10 +257,16 @@ class HealthMonitor:
                                   **{name: peer.to_dict() for name, peer in self.peers.items()},
                                   "queue": queue, "backends": self._backend_checks(processes)}
         warnings = list(self._warnings())
+        # Other processes' background-loop crashes (multi-process mode) show here too.
+        others_crashing = False
+        for process in processes:
+            info = process.get("info") or {}
+            warnings += [w for w in info.get("warnings") or () if w not in warnings]
+            others_crashing = others_crashing or bool(info.get("crashing"))
         problem = self._config_problem()
         if database["status"] == "down":
             status = "down"
-        elif (problem or queue["status"] == "degraded" or self._crashing()
+        elif (problem or queue["status"] == "degraded" or self._crashing() or others_crashing
               or any(p.status == "down" for p in self.peers.values())
               or any(b["status"] in ("down", "degraded") for b in checks["backends"].values())):
             status = "degraded"

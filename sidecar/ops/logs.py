@@ -100,6 +100,9 @@ class SafeFormatter(logging.Formatter):
         self.as_json = as_json
 
     def format(self, record: logging.LogRecord) -> str:
+        relayed = record.__dict__.get("relayed_line")
+        if relayed is not None:  # a child process's line, already formatted and redacted
+            return relayed
         # Every handler (the file, stderr, the rotation check) formats the record: do it once.
         cached = record.__dict__.get("_connector_line")
         if cached is not None and cached[0] == self.as_json:
@@ -149,8 +152,12 @@ def _connector_handlers() -> list[logging.Handler]:
 
 
 def setup_logging(log_dir: str, *, level: str, as_json: bool, max_bytes: int, backup_count: int,
-                  secrets: Iterable[str], to_stderr: bool = True) -> Path:
-    """Configures the root logger once; returns the log file's path."""
+                  secrets: Iterable[str], to_stderr: bool = True, to_file: bool = True) -> Path:
+    """Configures the root logger once; returns the log file's path.
+
+    ``to_file=False`` is for the children of the multi-process mode: they write their lines to
+    stderr, and their parent (sidecar.processes) alone writes the file, so rotation never races.
+    """
     REDACTOR.set_secrets(secrets)
     directory = Path(log_dir)
     directory.mkdir(parents=True, exist_ok=True)
@@ -160,8 +167,9 @@ def setup_logging(log_dir: str, *, level: str, as_json: bool, max_bytes: int, ba
         root.removeHandler(handler)
         handler.close()
     formatter = SafeFormatter(as_json=as_json)
-    file_handler = _RotatingFile(path, max_bytes=max_bytes, backup_count=backup_count)
-    handlers: list[logging.Handler] = [file_handler]
+    handlers: list[logging.Handler] = []
+    if to_file:
+        handlers.append(_RotatingFile(path, max_bytes=max_bytes, backup_count=backup_count))
     if to_stderr:
         handlers.append(logging.StreamHandler(sys.stderr))
     for handler in handlers:
@@ -195,6 +203,15 @@ def reconfigure(*, level: str, as_json: bool, max_bytes: int, backup_count: int)
         if isinstance(handler, logging.handlers.RotatingFileHandler):
             handler.maxBytes = max_bytes
             handler.backupCount = backup_count
+
+
+def relay(line: str) -> None:
+    """Writes a line a child process formatted (multi-process mode) to this process's log file
+    and stderr, as it is."""
+    record = logging.LogRecord(LOGGER_NAME, logging.INFO, __file__, 0, "relayed", None, None)
+    record.relayed_line = line
+    for handler in _connector_handlers():
+        handler.handle(record)
 
 
 def log_event(logger: logging.Logger, name: str, /, level: int = logging.INFO, **fields: object) -> None:

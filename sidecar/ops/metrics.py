@@ -35,6 +35,12 @@ HELP = {
     "connector_crew_in_flight": "Crew calls in flight, by crew back-end (all processes)",
     "connector_crew_in_flight_limit": "Most crew calls in flight allowed, by crew back-end",
     "connector_background_share": "Share of background work allowed while webhooks wait (1 = full speed)",
+    "connector_outcomes_total": "Outcome events by kind (answered, handoff, resolved_by_bot, reopened, csat, draft, "
+                                "shadow), crew and rule",
+    "connector_handoffs_total": "Hand-offs to a human by category, crew and rule",
+    "connector_reply_latency_seconds": "Seconds from the customer's first message of a turn to the bot's answer",
+    "connector_csat_responses_total": "CSAT survey responses by rating, crew and rule",
+    "connector_handoffs_waiting": "Hand-offs no human has answered yet (before their reminder)",
 }
 
 TYPES = {
@@ -55,6 +61,11 @@ TYPES = {
     "connector_crew_in_flight": "gauge",
     "connector_crew_in_flight_limit": "gauge",
     "connector_background_share": "gauge",
+    "connector_outcomes_total": "counter",
+    "connector_handoffs_total": "counter",
+    "connector_reply_latency_seconds": "histogram",
+    "connector_csat_responses_total": "counter",
+    "connector_handoffs_waiting": "gauge",
 }
 """Exposed families and their type; each one is always listed, even before its first sample."""
 

@@ -22,6 +22,10 @@ from sidecar.ops.slots import Slots
 from sidecar.outbound.http11 import Http11, HttpError, Unreachable
 from sidecar.queue.retry import parse_retry_after
 
+NO_TYPING_CHANNELS = frozenset({"whatsapp", "facebook", "instagram"})
+"""Chatwoot shows typing in its dashboard and the website widget only; it does not forward it to
+WhatsApp, Facebook or Instagram, so those calls would be wasted."""
+
 
 @dataclass
 class ChatwootError(Exception):

@@ -115,10 +115,10 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         if self._waiter is not None and not self._waiter.done():
-            try:
-                self.parser.feed_eof()  # an answer delimited by the connection's end
-            except httptools.HttpParserError:
-                pass
+            # An answer with neither Content-Length nor chunked encoding ends with the connection
+            # (httptools has no feed_eof: complete it here with the body received so far).
+            if self._status and "content-length" not in self._headers and "transfer-encoding" not in self._headers:
+                self.on_message_complete()
             if self._waiter is not None and not self._waiter.done():
                 self._fail(Disconnected(f"connection lost ({type(exc).__name__ if exc else 'closed by peer'})"))
 

@@ -14,6 +14,8 @@ then completion + finish.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -26,7 +28,9 @@ from sidecar.inbound import ownership
 from sidecar.inbound.payload import content_hash
 from sidecar.ops.logs import get_logger, log_event
 from sidecar.ops.metrics import Metrics
+from sidecar.ops.outcomes import count_answered, record
 from sidecar.outbound.chatwoot import ChatwootClient, ChatwootError
+from sidecar.queue.policy import AUTO, DRAFT, NOTICE, PASSIVE_MODES, SHADOW
 from sidecar.queue.retry import retry_delay
 from state import ActionRecord, Job, StateService, Tx
 
@@ -41,43 +45,106 @@ class Step:
     changes_ownership: bool = False
 
 
-def expand(actions: tuple[dict[str, Any], ...]) -> list[Step]:
+def expand(actions: tuple[dict[str, Any], ...], mode: str = AUTO) -> list[Step]:
+    """The answer's steps. A draft turns everything into private notes for the agents (the bot
+    never speaks to the customer); a shadow answer has no steps at all (it is only recorded)."""
+    if mode == SHADOW:
+        return []
+    if mode == DRAFT:
+        return _draft_steps(actions)
     steps: list[Step] = []
     for action in actions:
         kind = action.get("type")
         if kind in ("reply", "note"):
             content = str(action.get("content") or "")
             if content.strip():
-                steps.append(Step("message", {"content": content, "private": kind == "note"}))
+                args: dict[str, Any] = {"content": content, "private": kind == "note"}
+                pause = action.get("pause")
+                if kind == "reply" and isinstance(pause, int | float) and pause > 0:
+                    args.update(pause=float(pause), typing=bool(action.get("typing")))
+                steps.append(Step("message", args))
         elif kind == "handoff":
-            reason = str(action.get("reason") or "handed off by the crew")
-            # Owner first, so the echoed status change is not mistaken for a human's.
-            steps.append(Step("owner", {"owner": ownership.HUMAN, "reason": f"handed off: {reason}"}, True))
-            if isinstance(action.get("message"), str) and action["message"].strip():
-                steps.append(Step("message", {"content": action["message"], "private": False}, True))
-            steps.append(Step("status", {"status": "open"}, True))
-            team, assignee = action.get("team_id"), action.get("assignee_id")
-            if isinstance(team, int) or isinstance(assignee, int):
-                steps.append(Step("assign", {"team_id": team if isinstance(team, int) else None,
-                                             "assignee_id": assignee if isinstance(assignee, int) else None}, True))
+            steps.extend(_handoff_steps(action))
         elif kind == "labels":
             add = [x for x in action.get("add") or [] if isinstance(x, str)]
             if add:
                 steps.append(Step("labels", {"add": add}))
         elif kind == "resolve":
             steps.append(Step("status", {"status": "resolved"}, True))
+        elif kind == "assign" and isinstance(action.get("team_id"), int):
+            # Only the sidecar's own notices use it (a reminder's escalation to a second team).
+            steps.append(Step("assign", {"team_id": action["team_id"], "assignee_id": None}))
     return steps
 
 
-def failure_actions(reason: str, *, note: bool, handoff: bool) -> tuple[dict[str, Any], ...]:
-    """The failure policy: tell the agents why (private note) and hand over to a human."""
-    actions: list[dict[str, Any]] = []
-    if note:
-        actions.append({"type": "note", "content": f"The assistant could not answer this conversation: {reason}. "
-                                                   "A human agent should take over."})
-    if handoff:
-        actions.append({"type": "handoff", "reason": f"crew failure: {reason}"})
-    return tuple(actions)
+def _handoff_steps(action: dict[str, Any]) -> list[Step]:
+    """Owner first (so the echoed status change is not mistaken for a human's, and the hand-off is
+    recorded for the reminder watchdog), then the customer's message, the note for the team, the
+    status, the team and the labels."""
+    reason = str(action.get("reason") or "handed off by the crew")
+    category = str(action.get("category") or "other")
+    record = {"category": category, "reason": reason, "crew": str(action.get("crew") or ""),
+              "rule": str(action.get("rule") or ""),
+              "team_id": action.get("team_id") if isinstance(action.get("team_id"), int) else None,
+              "waiting_since": action.get("waiting_since") if isinstance(action.get("waiting_since"), int | float)
+              else None}
+    steps = [Step("owner", {"owner": ownership.HUMAN, "reason": f"handed off ({category}): {reason}",
+                            "handoff": record}, True)]
+    if isinstance(action.get("message"), str) and action["message"].strip():
+        steps.append(Step("message", {"content": action["message"], "private": False}, True))
+    if isinstance(action.get("note"), str) and action["note"].strip():
+        steps.append(Step("message", {"content": action["note"], "private": True}, True))
+    steps.append(Step("status", {"status": "open"}, True))
+    team, assignee = action.get("team_id"), action.get("assignee_id")
+    if isinstance(team, int) or isinstance(assignee, int):
+        steps.append(Step("assign", {"team_id": team if isinstance(team, int) else None,
+                                     "assignee_id": assignee if isinstance(assignee, int) else None}, True))
+    labels = [x for x in action.get("labels") or [] if isinstance(x, str)]
+    if labels:
+        steps.append(Step("labels", {"add": labels}, True))
+    return steps
+
+
+def _draft_steps(actions: tuple[dict[str, Any], ...]) -> list[Step]:
+    notes: list[str] = []
+    for action in actions:
+        kind = action.get("type")
+        content = str(action.get("content") or "").strip()
+        if kind == "reply" and content:
+            notes.append(f"{DRAFT_PREFIX}\n\n{content}")
+        elif kind == "note" and content:
+            notes.append(content)
+        elif kind == "handoff":
+            reason = str(action.get("reason") or "the crew asked for a human")
+            message = str(action.get("message") or "").strip()
+            notes.append(f"Suggested: hand this conversation to a human ({reason})."
+                         + (f"\n\n{DRAFT_PREFIX}\n\n{message}" if message else ""))
+        elif kind == "resolve":
+            notes.append("Suggested: resolve this conversation.")
+    steps = [Step("message", {"content": text, "private": True}) for text in notes]
+    for action in actions:
+        if action.get("type") == "labels":
+            add = [x for x in action.get("add") or [] if isinstance(x, str)]
+            if add:
+                steps.append(Step("labels", {"add": add}))
+    return steps
+
+
+DRAFT_PREFIX = "Suggested reply (draft, not sent to the customer):"
+"""How a draft starts: agents copy what follows it."""
+
+
+def failure_actions(reason: str, *, note: bool, handoff: bool, mode: str = AUTO) -> tuple[dict[str, Any], ...]:
+    """The failure policy: hand over to a human with a note saying why (the hand-off package, or
+    a plain note when hand-offs are off). A draft conversation only gets the note; a shadow crew's
+    failure is only recorded."""
+    text = f"The assistant could not answer this conversation: {reason}. A human agent should take over."
+    if mode == SHADOW:
+        return ()
+    if handoff and mode == AUTO:
+        return ({"type": "handoff", "category": "crew_failure", "reason": f"the assistant could not answer: {reason}",
+                 **({} if note else {"no_note": True})},)
+    return ({"type": "note", "content": text},) if note else ()
 
 
 def _gate(tx: Tx, job: Job, idx: int, now: float, fresh: bool = False) -> tuple[str, str] | None:
@@ -86,9 +153,10 @@ def _gate(tx: Tx, job: Job, idx: int, now: float, fresh: bool = False) -> tuple[
     conv = tx.conversations.get(job.account_id, job.conversation_id)
     if conv is None:
         return "cancelled", "conversation unknown"
-    owns, why = ownership.bot_owns(conv)
-    if not owns:
-        return "cancelled", f"not posted: {why}"
+    if job.mode not in PASSIVE_MODES:  # a draft is for the agents, whoever owns the conversation
+        owns, why = ownership.bot_owns(conv)
+        if not owns:
+            return "cancelled", f"not posted: {why}"
     if conv.status == "resolved":
         return "cancelled", "not posted: conversation resolved while the crew was working"
     if idx == 0 and (fresh or tx.effects.get(job.id, 0) is None):
@@ -141,11 +209,12 @@ class Plan:
 
     @classmethod
     def of(cls, job: Job) -> Plan:
-        steps = expand(job.actions or ())
+        steps = expand(job.actions or (), job.mode)
         return cls(steps, next((i for i, s in enumerate(steps) if s.changes_ownership), len(steps)))
 
     def gated(self, job: Job, idx: int) -> bool:
-        return job.outcome != "failed" and idx <= self.first_self_change
+        # A notice (the sidecar's own note to the team) is posted whoever owns the conversation.
+        return job.mode != NOTICE and job.outcome != "failed" and idx <= self.first_self_change
 
 
 def open_first_step(tx: Tx, job: Job, now: float, *, fresh: bool = False) -> _Opening | None:
@@ -179,6 +248,14 @@ class ReplyPoster:
         plan = Plan.of(job)
         completed: Write | None = None
         for idx, step in enumerate(plan.steps):
+            if idx > 0 and "pause" in step.args:
+                # A part of a split answer: the previous part's completion first, then a pause
+                # like a person typing (before this part's intent row: a crash during the pause
+                # leaves nothing in doubt).
+                if completed is not None:
+                    await self._state.write(completed)
+                    completed = None
+                await self._pause(job, step)
             if idx == 0 and first is not None:
                 opening = first
             else:
@@ -198,6 +275,16 @@ class ReplyPoster:
         if failed:
             return await self._finish(job, "dead", job.last_error or "crew failed", completed)
         return await self._finish(job, "done", "answered", completed, started=started)
+
+    async def _pause(self, job: Job, step: Step) -> None:
+        typing = step.args.get("typing") and self._config().chatwoot.typing_indicator
+        if typing:
+            with contextlib.suppress(ChatwootError):
+                await self._chatwoot.typing(job.account_id, job.conversation_id, True)
+        await asyncio.sleep(step.args["pause"])
+        if typing:
+            with contextlib.suppress(ChatwootError):
+                await self._chatwoot.typing(job.account_id, job.conversation_id, False)
 
     async def _run_step(self, job: Job, idx: int, step: Step, earlier: ActionRecord | None) -> Write | None:
         """Makes the step's Chatwoot call (its intent row is committed); returns the write that
@@ -226,6 +313,9 @@ class ReplyPoster:
             now = time.time()
             if step.op == "owner":  # local only: committed before the next step's Chatwoot call
                 tx.conversations.set_owner(acct, conv, step.args["owner"], step.args["reason"], now)
+                handoff = step.args.get("handoff")
+                if handoff:
+                    _record_handoff(tx, job, handoff, now)
             elif step.op == "labels":
                 tx.conversations.upsert(acct, conv, now, labels=labels)
             tx.effects.finish(job.id, idx, chatwoot_message_id=None, detail=detail, now=now)
@@ -325,12 +415,24 @@ class ReplyPoster:
         outcome = {"done": "answered", "dead": "dead_letter"}.get(state, state)
         owner = self._worker_id
 
+        answered = state == "done" and job.mode == AUTO and job.outcome != "failed" and any(
+            a.get("type") == "reply" for a in job.actions or ())
+        if state == "done" and job.mode in PASSIVE_MODES:
+            outcome = job.mode  # a draft or a shadow answer, not an answer to the customer
+
         def finish(tx: Tx) -> bool:
             if completed is not None:
                 completed(tx)
-            return tx.jobs.finish(job.id, owner, state, outcome, "" if state == "done" else reason, time.time())
+            now = time.time()
+            ok = tx.jobs.finish(job.id, owner, state, outcome, "" if state == "done" else reason, now)
+            if ok and state == "done":
+                _record_outcome(tx, job, answered, now)
+            return ok
 
         ok = await self._state.write(finish)
+        if ok and answered:
+            count_answered(self._metrics, crew=job.crew or "", rule=job.rule,
+                           latency=max(0.0, time.time() - job.first_message_at))
         if ok:
             if state == "dead":
                 self._metrics.inc("connector_jobs_dead_lettered_total")
@@ -340,6 +442,31 @@ class ReplyPoster:
                       reason=None if state == "done" else reason)
         self._finished()
         return state if ok else "lost"
+
+
+def _record_handoff(tx: Tx, job: Job, handoff: dict[str, Any], now: float) -> None:
+    crew, rule, category = handoff.get("crew") or job.crew or "", handoff.get("rule") or job.rule, handoff["category"]
+    tx.handoffs.record(account_id=job.account_id, conversation_id=job.conversation_id, job_id=job.id,
+                       category=category, reason=handoff["reason"], crew=crew, rule=rule, team_id=handoff["team_id"],
+                       now=now, waiting_since=handoff.get("waiting_since"))
+    record(tx, "handoff", account_id=job.account_id, conversation_id=job.conversation_id, crew=crew, rule=rule,
+           now=now, detail=category)
+
+
+def _record_outcome(tx: Tx, job: Job, answered: bool, now: float) -> None:
+    """A finished turn's outcome event: answered (with its latency), a draft, or a shadow answer."""
+    where = {"account_id": job.account_id, "conversation_id": job.conversation_id, "crew": job.crew or "",
+             "rule": job.rule, "now": now}
+    if answered:
+        # The counters follow the commit (count_answered): this is the hot path.
+        tx.outcomes.record("answered", value=max(0.0, now - job.first_message_at), **where)
+    elif job.mode == DRAFT:
+        record(tx, "draft", **where)
+    elif job.mode == SHADOW:
+        text = " ".join(str(a.get("content") or a.get("message") or "") for a in job.actions or ()
+                        if a.get("type") in ("reply", "handoff")).strip()
+        kinds = ",".join(sorted({str(a.get("type")) for a in job.actions or ()}))
+        record(tx, "shadow", value=None, detail=(text or f"[{kinds or 'no actions'}]")[:500], **where)
 
 
 def _record_message(tx: Tx, *, job: Job, idx: int, message_id: int | None, content: str, private: bool,
@@ -354,7 +481,7 @@ def _record_message(tx: Tx, *, job: Job, idx: int, message_id: int | None, conte
     # The bot's reply shows as the preview but does not move the conversation in the console's
     # "most recently active" order (the customer's or agent's last message does): last_message_at
     # is in four indexes, and every answered message would rewrite them all once more.
-    crew = {"crew": job.crew} if job.crew else {}
+    crew = {"crew": job.crew, "rule": job.rule} if job.crew else {}
     tx.conversations.upsert(job.account_id, job.conversation_id, now, last_message_preview=content[:200],
                             last_message_role=role, **crew)
 

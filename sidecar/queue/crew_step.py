@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +23,9 @@ from sidecar.config import Config
 from sidecar.crew.breaker import BreakerBoard
 from sidecar.crew.envelope import build_envelope, burst_text
 from sidecar.inbound import ownership
-from sidecar.outbound.replies import _Opening, open_first_step
+from sidecar.outbound.replies import _Opening, failure_actions, open_first_step
+from sidecar.outbound.shaping import shape
+from sidecar.queue import policy
 from sidecar.queue.routing import Decision, RoutingInput, decide_by_rules
 from state import ConversationRow, Job, MessageRow, Route, StorageUnavailable, Tx
 from state.sql import dumps
@@ -104,7 +107,22 @@ def _prepare(tx: Tx, job: Job, prepare: Prepare, now: float) -> Work:
     if conv is None:
         _finish(tx, job, prepare.owner, "cancelled", "conversation unknown", now)
         return Work(SKIPPED, job, reason="conversation unknown")
-    if job.outcome != "failed":
+    config = prepare.config
+    fresh = job.crew is None
+    burst: list[MessageRow] = []
+    history: list[MessageRow] = []
+    local: Decision | None = None
+    mode = job.mode
+    if fresh or job.envelope_json is None:
+        burst = tx.messages.by_ids(job.account_id, job.conversation_id, list(job.message_ids))
+        history = tx.messages.history(job.account_id, job.conversation_id, config.context.max_messages,
+                                      list(job.message_ids))
+    if fresh:
+        local = decide_by_rules(config, RoutingInput(
+            channel=conv.channel, inbox_id=conv.inbox_id, text=burst_text(burst), labels=conv.labels))
+        mode = policy.mode_for(config, local.rule_index, conv.inbox_id)
+    passive = mode in policy.PASSIVE_MODES or job.shadow_of is not None
+    if job.outcome != "failed" and not passive:
         owns, why = ownership.bot_owns(conv)
         if not owns:
             reason = f"not sent to a crew: {why}"
@@ -112,23 +130,23 @@ def _prepare(tx: Tx, job: Job, prepare: Prepare, now: float) -> Work:
             return Work(SKIPPED, job, reason=reason)
     if job.crew is not None and job.external_id is not None:
         return Work(POLL, job, channel=conv.channel)
-    decision: Decision | None = None
+    if local is not None:
+        if conv.mode != mode:
+            tx.conversations.upsert(job.account_id, job.conversation_id, now, mode=mode)
+        if not passive:
+            verdict = policy.before_crew(tx, config, conv, burst, burst_text(burst), now)
+            if verdict is not None:
+                return _hand_off_now(tx, job, local, mode, verdict, prepare, now)
+        _add_shadow(tx, job, conv, burst, history, local, mode, prepare, now)
+        if prepare.engine:
+            return Work(DECIDE, job, channel=conv.channel, context=(conv, burst, history))
+    decision = local
     route: Route | None = None
     envelope_json: str | None = None
-    if job.crew is None or job.envelope_json is None:
-        burst = tx.messages.by_ids(job.account_id, job.conversation_id, list(job.message_ids))
-        history = tx.messages.history(job.account_id, job.conversation_id,
-                                      prepare.config.context.max_messages, list(job.message_ids))
-        if job.crew is None:
-            if prepare.engine:
-                return Work(DECIDE, job, channel=conv.channel, context=(conv, burst, history))
-            decision = decide_by_rules(prepare.config, RoutingInput(
-                channel=conv.channel, inbox_id=conv.inbox_id, text=burst_text(burst), labels=conv.labels))
-        crew = decision.crew if decision is not None else job.crew
-        assert crew is not None
-        backend = prepare.backend(crew)
-        if decision is not None:
-            route = Route(decision.crew, backend.kind, decision.source, decision.reason, decision.confidence)
+    if decision is not None:
+        route = Route(decision.crew, prepare.backend(decision.crew).kind, decision.source, decision.reason,
+                      decision.confidence, decision.rule, mode)
+    if route is not None or job.envelope_json is None:
         envelope_json = dumps(_envelope(job, conv, burst, history, route, prepare))
     crew = route.crew if route is not None else job.crew
     assert crew is not None
@@ -149,14 +167,38 @@ def _prepare(tx: Tx, job: Job, prepare: Prepare, now: float) -> Work:
                 decision=decision)
 
 
+def _hand_off_now(tx: Tx, job: Job, local: Decision, mode: str, verdict: policy.HandOff, prepare: Prepare,
+                  now: float) -> Work:
+    """A policy hand-off (contacts, a customer asking, a budget, business hours): no crew is asked."""
+    route = Route(local.crew, prepare.backend(local.crew).kind, local.source, local.reason, local.confidence,
+                  local.rule, mode)
+    work = _store_handoff(tx, job, route, verdict, prepare, now)
+    return dataclasses.replace(work, decision=local) if work.kind == APPLY else work
+
+
+def _add_shadow(tx: Tx, job: Job, conv: ConversationRow, burst: list[MessageRow], history: list[MessageRow],
+                local: Decision, mode: str, prepare: Prepare, now: float) -> None:
+    """The rule's shadow crew gets the same messages beside the live crew (its answer is only
+    recorded); a rule already in shadow mode needs no second shadow."""
+    rule = policy.rule_at(prepare.config, local.rule_index)
+    if rule is None or not rule.shadow_crew or rule.shadow_crew == local.crew or mode == policy.SHADOW:
+        return
+    crew = rule.shadow_crew
+    route = Route(crew, prepare.backend(crew).kind, "rules", f"shadow crew of {local.rule}", None, local.rule,
+                  policy.SHADOW)
+    shadow = dataclasses.replace(job, request_id=str(uuid.uuid4()))
+    envelope = _envelope(shadow, conv, burst, history, route, prepare)
+    tx.jobs.add_shadow(job, route, dumps(envelope), now, request_id=shadow.request_id)
+
+
 def _envelope(job: Job, conv: ConversationRow, burst: list[MessageRow], history: list[MessageRow],
               route: Route | None, prepare: Prepare) -> dict[str, Any]:
     if route is not None:
         crew, routing = route.crew, {"crew": route.crew, "source": route.source, "reason": route.reason,
-                                     "confidence": route.confidence}
+                                     "confidence": route.confidence, "rule": route.rule, "mode": route.mode}
     else:
         crew, routing = job.crew or "", {"crew": job.crew, "source": job.route_source, "reason": job.route_reason,
-                                         "confidence": job.route_confidence}
+                                         "confidence": job.route_confidence, "rule": job.rule, "mode": job.mode}
     return build_envelope(job=job, conversation=conv, burst=burst, history=history, crew=crew, route=routing,
                           callback_url=prepare.callback_url)
 
@@ -167,7 +209,8 @@ def _routed(job: Job, route: Route | None, envelope_json: str | None) -> Job:
     changes: dict[str, Any] = {}
     if route is not None:
         changes.update(crew=route.crew, backend=route.backend, route_source=route.source,
-                       route_reason=route.reason, route_confidence=route.confidence)
+                       route_reason=route.reason, route_confidence=route.confidence, rule=route.rule,
+                       mode=route.mode)
     if envelope_json is not None:
         changes["envelope_json"] = envelope_json
     return dataclasses.replace(job, **changes)
@@ -178,29 +221,43 @@ def _record_route(tx: Tx, job: Job, route: Route, now: float) -> None:
     (one statement less on every claim)."""
     tx.decisions.record(job_id=job.id, account_id=job.account_id, conversation_id=job.conversation_id,
                         crew=route.crew, source=route.source, reason=route.reason, confidence=route.confidence,
-                        now=now)
+                        now=now, rule=route.rule, mode=route.mode)
 
 
 def _finish(tx: Tx, job: Job, owner: str, state: str, reason: str, now: float) -> None:
     tx.jobs.finish(job.id, owner, state, state, reason, now)
 
 
-def start_call(tx: Tx, work: Work, owner: str, decision: Decision, backend: Backend, callback_url: str,
-               allow: Callable[[], bool], retry_at: Callable[[], float]) -> Work:
-    """After the decision engine answered: route, envelope and attempt in one commit."""
+def start_call(tx: Tx, work: Work, prepare: Prepare, decision: Decision) -> Work:
+    """After the decision engine answered: route, envelope and attempt in one commit (or a
+    hand-off, when the engine asked for one or was not confident enough)."""
     assert work.context is not None
     conv, burst, history = work.context
     job = work.job
     now = time.time()
-    route = Route(decision.crew, backend.kind, decision.source, decision.reason, decision.confidence)
-    routing = {"crew": route.crew, "source": route.source, "reason": route.reason, "confidence": route.confidence}
-    envelope_json = dumps(build_envelope(job=job, conversation=conv, burst=burst, history=history, crew=route.crew,
-                                         route=routing, callback_url=callback_url))
+    config = prepare.config
+    mode = policy.mode_for(config, decision.rule_index, conv.inbox_id)
+    route = Route(decision.crew, prepare.backend(decision.crew).kind, decision.source, decision.reason,
+                  decision.confidence, decision.rule, mode)
+    if conv.mode != mode:
+        tx.conversations.upsert(job.account_id, job.conversation_id, now, mode=mode)
+    if decision.handoff:
+        return _store_handoff(tx, job, route, policy.HandOff(
+            decision.category, decision.reason or "the decision engine asked for a human"), prepare, now)
+    floor = config.routing.min_confidence
+    if floor > 0 and decision.confidence is not None and decision.confidence < floor \
+            and mode not in policy.PASSIVE_MODES:
+        return _store_handoff(tx, job, route, policy.HandOff(
+            "low_confidence", f"the decision engine's confidence {decision.confidence:g} is below "
+                              f"routing.min_confidence {floor:g}", config.handoff.customer_message), prepare, now)
+    envelope_json = dumps(_envelope(job, conv, burst, history, route, prepare))
+    owner = prepare.owner
     if not tx.jobs.store_route(job.id, owner, route, envelope_json, now):
         return Work(SKIPPED, job, reason="lease lost")
     _record_route(tx, job, route, now)
-    if not allow():
-        tx.jobs.schedule_retry(job.id, owner, retry_at(), "circuit breaker open", now)
+    breaker = prepare.breakers.get(prepare.backend(decision.crew).breaker_key)
+    if not breaker.allow():
+        tx.jobs.schedule_retry(job.id, owner, breaker.retry_at(), "circuit breaker open", now)
         return Work(SKIPPED, _routed(job, route, envelope_json), decision=decision, reason="deferred_breaker_open")
     attempt = tx.jobs.start_attempt(job.id, owner, now)
     if attempt is None:
@@ -209,17 +266,20 @@ def start_call(tx: Tx, work: Work, owner: str, decision: Decision, backend: Back
                 decision=decision)
 
 
-def store_handoff(tx: Tx, work: Work, owner: str, decision: Decision, backend: Backend) -> Job | None:
-    """The decision engine asked for a human: route and hand-off action in one commit."""
-    job = work.job
-    now = time.time()
-    route = Route(decision.crew, backend.kind, decision.source, decision.reason, decision.confidence)
-    actions = ({"type": "handoff", "reason": decision.reason or "decision engine asked for a human"},)
+def _store_handoff(tx: Tx, job: Job, route: Route, verdict: policy.HandOff, prepare: Prepare, now: float) -> Work:
+    """A hand-off instead of a crew call: the route is kept (analytics) and the hand-off package is
+    stored as the turn's answer, in one commit."""
+    owner = prepare.owner
     if not tx.jobs.store_route(job.id, owner, route, None, now):
-        return None
+        return Work(SKIPPED, job, reason="lease lost")
     _record_route(tx, job, route, now)
+    routed = _routed(job, route, None)
+    action: dict[str, Any] = {"type": "handoff", "category": verdict.category, "reason": verdict.reason}
+    if verdict.message:
+        action["message"] = verdict.message
+    actions = shape(tx, routed, (action,), prepare.config, now, category=verdict.category)
     tx.jobs.store_actions(job.id, owner, actions, now)
-    return tx.jobs.get(job.id)
+    return Work(APPLY, dataclasses.replace(routed, actions=actions), extra={"handoff": verdict.category})
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,15 +304,40 @@ class AttemptRow:
                                     error=self.error)
 
 
-def store_answer(tx: Tx, job: Job, owner: str, row: AttemptRow | None, actions: tuple[dict[str, Any], ...]
-                 ) -> tuple[Job, _Opening | None] | None:
-    """The crew's answer, its attempt and the first reply step's intent row, in one commit
-    (None: the lease is lost, someone else handles the job now)."""
+def store_answer(tx: Tx, job: Job, owner: str, row: AttemptRow | None, actions: tuple[dict[str, Any], ...],
+                 config: Config) -> tuple[Job, _Opening | None] | None:
+    """The crew's answer (shaped: sidecar.outbound.shaping), its attempt and the first reply
+    step's intent row, in one commit (None: the lease is lost, someone else handles the job now)."""
     now = time.time()
     if row is not None:
         row.write(tx)
+    actions = shape(tx, job, actions, config, now)
     if not tx.jobs.store_actions(job.id, owner, actions, now):
         return None
     answered = dataclasses.replace(job, actions=actions)
     # Its actions were only stored now, so none of them can have started yet.
     return answered, open_first_step(tx, answered, now, fresh=True)
+
+
+def store_async_answer(tx: Tx, request_id: str, actions: tuple[dict[str, Any], ...], config: Config) -> str:
+    """An answer that came back on its own (a callback): shaped and stored once. Returns
+    ``applied``, ``duplicate`` or ``unknown`` (see Jobs.complete_async)."""
+    now = time.time()
+    job = tx.jobs.by_request_id(request_id)
+    if job is not None and job.actions is None:
+        actions = shape(tx, job, actions, config, now)
+    return tx.jobs.complete_async(request_id, actions, now)
+
+
+def store_failure(tx: Tx, job: Job, owner: str, row: AttemptRow | None, reason: str, config: Config) -> Job | None:
+    """Final failure: the failure policy's actions (shaped), in one commit with the attempt."""
+    if row is not None:
+        row.write(tx)
+    now = time.time()
+    if not tx.jobs.mark_failed(job.id, owner, reason, now):
+        return None
+    p = config.processing
+    actions = failure_actions(reason, note=p.failure_note, handoff=p.failure_handoff, mode=job.mode)
+    failed = dataclasses.replace(job, outcome="failed", last_error=reason)
+    tx.jobs.store_actions(job.id, owner, shape(tx, failed, actions, config, now, category="crew_failure"), now)
+    return tx.jobs.get(job.id)

@@ -7,6 +7,7 @@ unknown crew, so the rules decided) or ``default`` (nothing matched).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 import unicodedata
@@ -16,6 +17,7 @@ from typing import Any
 
 import aiohttp
 
+from connector_config.team import HANDOFF_CATEGORIES
 from sidecar.config import Config, RoutingRule
 
 
@@ -27,6 +29,12 @@ class Decision:
     confidence: float | None = None
     handoff: bool = False
     duration: float = 0.0
+    rule: str = ""
+    """The matching rule's name (``rule N`` when it has none); empty when no rule matched."""
+    rule_index: int | None = None
+    """The matching rule's position in ``routing.rules`` (its mode, shadow crew, hand-off team)."""
+    category: str = "other"
+    """Why the decision engine asked for a human (a hand-off category), when it did."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +62,14 @@ def _regex(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern, re.IGNORECASE)
 
 
+def keyword_hit(keywords: tuple[str, ...], text: str) -> str | None:
+    """The first keyword found in ``text`` as a whole word or phrase (any case, any accents)."""
+    if not keywords:
+        return None
+    folded = fold(text)
+    return next((k for k in keywords if _keyword_pattern(k).search(folded)), None)
+
+
 def rule_matches(rule: RoutingRule, item: RoutingInput) -> str | None:
     """Returns why the rule matches, or None. Every condition the rule sets must hold."""
     reasons = []
@@ -71,8 +87,7 @@ def rule_matches(rule: RoutingRule, item: RoutingInput) -> str | None:
             return None
         reasons.append(f"label={hit[0]}")
     if rule.keywords:
-        folded = fold(item.text)
-        hit_kw = next((k for k in rule.keywords if _keyword_pattern(k).search(folded)), None)
+        hit_kw = keyword_hit(rule.keywords, item.text)
         if hit_kw is None:
             return None
         reasons.append(f"keyword={hit_kw}")
@@ -83,11 +98,17 @@ def rule_matches(rule: RoutingRule, item: RoutingInput) -> str | None:
     return ", ".join(reasons) or "catch-all rule"
 
 
+def rule_label(rule: RoutingRule, index: int) -> str:
+    """How analytics and the console name a rule: its ``name``, else its position."""
+    return rule.name or f"rule {index + 1}"
+
+
 def decide_by_rules(config: Config, item: RoutingInput) -> Decision:
     for index, rule in enumerate(config.routing.rules):
         why = rule_matches(rule, item)
         if why is not None:
-            return Decision(rule.crew, "rules", f"rule {index + 1} ({why})")
+            label = rule_label(rule, index)
+            return Decision(rule.crew, "rules", f"{label} ({why})", rule=label, rule_index=index)
     return Decision(config.routing.default_crew, "default", "no rule matched")
 
 
@@ -128,17 +149,22 @@ async def decide(
     reason = answer.get("reason") if isinstance(answer.get("reason"), str) else ""
     if not handoff and (not isinstance(crew, str) or crew not in candidates):
         return _fallback(local, f"decision engine chose an unknown crew {str(crew)[:40]!r}", started)
+    chosen = crew if isinstance(crew, str) and crew else local.crew
+    category = answer.get("category")
+    # The local rule still speaks for the conversation (mode, shadow crew, team) when the engine
+    # agreed with it.
+    same = chosen == local.crew
     return Decision(
-        crew if isinstance(crew, str) and crew else local.crew, "engine", reason or "decision engine",
-        confidence, handoff, time.monotonic() - started,
+        chosen, "engine", reason or "decision engine", confidence, handoff, time.monotonic() - started,
+        rule=local.rule if same else "", rule_index=local.rule_index if same else None,
+        category=category if category in HANDOFF_CATEGORIES else "other",
     )
 
 
 def _fallback(local: Decision, why: str, started: float) -> Decision:
-    return Decision(local.crew, "fallback", f"{why}; {local.source}: {local.reason}",
-                    duration=time.monotonic() - started)
+    return dataclasses.replace(local, source="fallback", reason=f"{why}; {local.source}: {local.reason}",
+                               duration=time.monotonic() - started)
 
 
 def _timed(decision: Decision, started: float) -> Decision:
-    return Decision(decision.crew, decision.source, decision.reason, decision.confidence,
-                    decision.handoff, time.monotonic() - started)
+    return dataclasses.replace(decision, duration=time.monotonic() - started)

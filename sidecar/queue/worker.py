@@ -31,9 +31,9 @@ from sidecar.crew.registry import CrewRegistry
 from sidecar.ops.logs import get_logger, log_event
 from sidecar.ops.metrics import Metrics
 from sidecar.ops.slots import Slots
-from sidecar.outbound.chatwoot import ChatwootClient, ChatwootError
-from sidecar.outbound.replies import ReplyPoster, failure_actions
-from sidecar.queue import crew_step
+from sidecar.outbound.chatwoot import NO_TYPING_CHANNELS, ChatwootClient, ChatwootError
+from sidecar.outbound.replies import ReplyPoster
+from sidecar.queue import crew_step, policy
 from sidecar.queue.crew_step import AttemptRow, Backend, Prepare, Work
 from sidecar.queue.pacing import Pacing
 from sidecar.queue.retry import retry_delay
@@ -42,9 +42,9 @@ from state import Job, StateService, StorageUnavailable, Tx
 
 log = get_logger()
 _MAX_IDLE_SECONDS = 1.0
-_NO_TYPING_CHANNELS = frozenset({"whatsapp", "facebook", "instagram"})
-"""Chatwoot shows typing in its dashboard and the website widget only; it does not forward it to
-WhatsApp, Facebook or Instagram, so those calls would be wasted."""
+CLAIM_BATCH = 64
+"""Most jobs claimed (and routed, and enveloped) in one transaction: a webhook's commit queued
+behind the claim waits for it, so the batch stays a few milliseconds long."""
 
 
 class QueueWorker:
@@ -82,7 +82,7 @@ class QueueWorker:
                 await self._pacing.yield_to_intake()
                 config = self._config()
                 free = config.processing.concurrency - len(self._held)
-                limit = self._pacing.claim_limit(min(free, 256))
+                limit = self._pacing.claim_limit(min(free, CLAIM_BATCH))
                 batch: list[Work] = []
                 # Cleared before looking: a wake-up that arrives while we look is kept for the
                 # next round instead of being lost.
@@ -243,16 +243,7 @@ class QueueWorker:
         item = RoutingInput(channel=conv.channel, inbox_id=conv.inbox_id, text=text, labels=conv.labels)
         decision = await decide(config, self._session, item, engine_body=engine_body)
         self._decided(job, decision)
-        backend = self._backend(decision.crew)
-        if decision.handoff:
-            stored = await self._state.write(crew_step.store_handoff, work, self.worker_id, decision, backend)
-            return Work(crew_step.APPLY, stored) if stored is not None else Work(crew_step.SKIPPED, job,
-                                                                                reason="lease lost")
-        breaker = self._breakers.get(backend.breaker_key)
-        public = config.server.public_url.rstrip("/")
-        return await self._state.write(crew_step.start_call, work, self.worker_id, decision, backend,
-                                       f"{public}/webhook/mcp-crew" if public else "", breaker.allow,
-                                       breaker.retry_at)
+        return await self._state.write(crew_step.start_call, work, self._prepare(config), decision)
 
     async def _call(self, work: Work) -> tuple[Job, Any] | None:
         """One crew attempt (its number is already counted and committed)."""
@@ -317,7 +308,7 @@ class QueueWorker:
         if isinstance(result, Answered):
             self._metrics.inc("connector_crew_requests_total", crew=job.crew or "", outcome="answered")
             return await self._state.write(crew_step.store_answer, job, self.worker_id, row, result.actions,
-                                           durable=True)
+                                           self._config(), durable=True)
         self._metrics.inc("connector_crew_requests_total", crew=job.crew or "", outcome="accepted")
         config = self._config()
         now = time.time()
@@ -366,21 +357,8 @@ class QueueWorker:
         await self._state.write(retry)
 
     async def _fail(self, job: Job, reason: str, row: AttemptRow | None = None) -> None:
-        """Final failure: dead letter, and (by default) a private note plus a hand-off."""
-        p = self._config().processing
-        actions = failure_actions(reason, note=p.failure_note, handoff=p.failure_handoff)
-        owner = self.worker_id
-
-        def mark(tx: Tx) -> Job | None:
-            if row is not None:
-                row.write(tx)
-            now = time.time()
-            if not tx.jobs.mark_failed(job.id, owner, reason, now):
-                return None
-            tx.jobs.store_actions(job.id, owner, actions, now)
-            return tx.jobs.get(job.id)
-
-        failed = await self._state.write(mark)
+        """Final failure: dead letter, and (by default) a hand-off whose note says why."""
+        failed = await self._state.write(crew_step.store_failure, job, self.worker_id, row, reason, self._config())
         log_event(log, "crew.gave_up", level=40, job=job.id, conversation=f"{job.account_id}/{job.conversation_id}",
                   crew=job.crew, reason=reason)
         if failed is not None:
@@ -389,8 +367,8 @@ class QueueWorker:
     def _typing(self, job: Job, channel: str) -> _Typing | None:
         """A typing indicator for a crew that takes a while (never for channels that show none)."""
         chatwoot = self._config().chatwoot
-        if not chatwoot.typing_indicator or channel in _NO_TYPING_CHANNELS:
-            return None
+        if not chatwoot.typing_indicator or channel in NO_TYPING_CHANNELS or job.mode != policy.AUTO:
+            return None  # a draft or shadow crew never shows the customer anything
         return _Typing(self._chatwoot, job.account_id, job.conversation_id, chatwoot.typing_delay_seconds)
 
 

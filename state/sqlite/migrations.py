@@ -260,5 +260,65 @@ def _metric_parts(kind: str, text: str) -> list[tuple[str, float]]:
     return []
 
 
-KNOWN_MIGRATIONS = ("0001_initial", "0002_pending_deliveries", "0003_processes_and_additive_metrics")
+@MIGRATIONS(name="0004_team_features")
+def m0004_team_features(db: Database) -> None:
+    """What a support team needs beyond answering: a job's mode (auto, draft, shadow) and rule,
+    shadow jobs beside the live one, every hand-off with its category (and the reminder
+    watchdog's marks), and outcome events for analytics (answered, hand-off, resolved by the
+    bot, reopened, CSAT, shadow answers)."""
+    for statement in (
+        "ALTER TABLE jobs ADD COLUMN mode TEXT NOT NULL DEFAULT 'auto'",
+        "ALTER TABLE jobs ADD COLUMN rule TEXT NOT NULL DEFAULT ''",
+        # A shadow job runs beside the live job of the same burst (its id); it never blocks the
+        # conversation's queue and never writes to Chatwoot.
+        "ALTER TABLE jobs ADD COLUMN shadow_of INTEGER",
+        "CREATE INDEX idx_jobs_shadow ON jobs(shadow_of) WHERE shadow_of IS NOT NULL",
+        "ALTER TABLE routing_decisions ADD COLUMN rule TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE routing_decisions ADD COLUMN mode TEXT NOT NULL DEFAULT 'auto'",
+        "ALTER TABLE conversations ADD COLUMN rule TEXT NOT NULL DEFAULT ''",
+        # The mode of the bot's latest turn: a draft or shadow conversation keeps getting crew
+        # answers after a human took it (they are for the agents, or for nobody).
+        "ALTER TABLE conversations ADD COLUMN mode TEXT NOT NULL DEFAULT 'auto'",
+        "CREATE INDEX idx_conversations_contact ON conversations(contact_id)",
+        # Chatwoot's updated_at of the conversation (every status change moves it): orders two
+        # snapshots with the same last activity (a resolve and the reopen right after it).
+        "ALTER TABLE conversations ADD COLUMN remote_updated_at REAL",
+        """CREATE TABLE handoffs (
+            id INTEGER PRIMARY KEY,
+            account_id INTEGER NOT NULL,
+            conversation_id INTEGER NOT NULL,
+            job_id INTEGER,
+            category TEXT NOT NULL,
+            reason TEXT NOT NULL DEFAULT '',
+            crew TEXT NOT NULL DEFAULT '',
+            rule TEXT NOT NULL DEFAULT '',
+            team_id INTEGER,
+            at REAL NOT NULL,
+            waiting_since REAL NOT NULL,
+            human_replied_at REAL,
+            reminded_at REAL,
+            escalated_at REAL
+        )""",
+        "CREATE INDEX idx_handoffs_conversation ON handoffs(account_id, conversation_id)",
+        "CREATE INDEX idx_handoffs_waiting ON handoffs(waiting_since) WHERE human_replied_at IS NULL "
+        "AND reminded_at IS NULL",
+        """CREATE TABLE outcomes (
+            id INTEGER PRIMARY KEY,
+            at REAL NOT NULL,
+            account_id INTEGER NOT NULL,
+            conversation_id INTEGER NOT NULL,
+            crew TEXT NOT NULL DEFAULT '',
+            rule TEXT NOT NULL DEFAULT '',
+            kind TEXT NOT NULL,
+            value REAL,
+            detail TEXT NOT NULL DEFAULT ''
+        )""",
+        "CREATE INDEX idx_outcomes_at ON outcomes(at)",
+        "CREATE INDEX idx_outcomes_conversation ON outcomes(account_id, conversation_id, kind)",
+    ):
+        db.execute(statement)
+
+
+KNOWN_MIGRATIONS = ("0001_initial", "0002_pending_deliveries", "0003_processes_and_additive_metrics",
+                    "0004_team_features")
 """Every migration name this version knows, in order (checked by a test)."""

@@ -108,11 +108,16 @@ class SqliteService:
         self._reads = _Lane("state-reader", self._run_reads, 1)
 
     # -- the event loop's side ---------------------------------------------------------------------
-    async def write(self, unit: Callable[..., T], /, *args: Any, durable: bool = False, **kwargs: Any) -> T:
+    async def write(self, unit: Callable[..., T], /, *args: Any, durable: bool = False, urgent: bool = False,
+                    **kwargs: Any) -> T:
         """Runs ``unit(tx, *args, **kwargs)`` atomically and returns once the transaction holding
-        it has committed (``durable``: with an fsync). Concurrent writes share one commit."""
+        it has committed (``durable``: with an fsync). Concurrent writes share one commit.
+
+        ``urgent`` (a webhook waiting for its acknowledgement): committed in a group of its own,
+        ahead of the other writes collected with it, so it never waits for a big background batch
+        queued at the same moment."""
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._writer.submit((future, functools.partial(unit, **kwargs) if kwargs else unit, args, durable))
+        self._writer.submit((future, functools.partial(unit, **kwargs) if kwargs else unit, args, durable, urgent))
         return await future
 
     async def read(self, unit: Callable[..., T], /, *args: Any) -> T:
@@ -125,7 +130,7 @@ class SqliteService:
     async def call(self, fn: Callable[..., T], /, *args: Any) -> T:
         """Runs ``fn(database, *args)`` on the writer thread, outside any transaction (probes)."""
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._writer.submit((future, _RawCall(fn), args, False))
+        self._writer.submit((future, _RawCall(fn), args, False, False))
         return await future
 
     # -- the threads' side -----------------------------------------------------------------------------
@@ -142,6 +147,11 @@ class SqliteService:
                 results.append((item[0], ok, value))
             group.clear()
 
+        urgent = [item for item in items if item[4]]
+        if urgent and len(urgent) < len(items):
+            group.extend(urgent)  # acknowledgements first, in a commit of their own
+            flush()
+            items = [item for item in items if not item[4]]
         for item in items:
             if isinstance(item[1], _RawCall):
                 flush()

@@ -11,8 +11,9 @@ from state.vocabulary import OWNERS
 
 FIELDS = frozenset({
     "inbox_id", "inbox_name", "channel", "channel_type", "contact_id", "contact_name", "contact_json",
-    "status", "assignee_type", "assignee_id", "team_id", "labels", "can_reply", "crew", "last_message_at",
+    "status", "assignee_type", "assignee_id", "team_id", "labels", "can_reply", "crew", "rule", "mode", "last_message_at",
     "last_message_preview", "last_message_role", "last_activity_at",
+    "remote_updated_at",
 })
 """Columns a caller may set; the owner changes only through :meth:`Conversations.set_owner`."""
 _JSON_FIELDS = ("labels", "contact_json")
@@ -89,6 +90,16 @@ class Conversations:
 
     def count(self) -> int:
         return int(self.sql.scalar("SELECT count(*) FROM conversations") or 0)
+
+    def inbox_names(self, inbox_ids: list[int]) -> dict[int, str]:
+        """The name Chatwoot last sent for each inbox (one short lookup per inbox asked for)."""
+        names: dict[int, str] = {}
+        for inbox_id in inbox_ids:
+            name = self.sql.scalar("SELECT inbox_name FROM conversations WHERE inbox_id=? AND inbox_name<>'' "
+                                   "LIMIT 1", (inbox_id,))
+            if name:
+                names[inbox_id] = str(name)
+        return names
 
     def facets(self, limit: int = 100) -> tuple[list[str], list[str]]:
         """Distinct channels and crews, for filter pickers (walks the two covering indexes)."""

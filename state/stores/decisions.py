@@ -15,11 +15,11 @@ class Decisions:
         self.sql = sql
 
     def record(self, *, job_id: int | None, account_id: int, conversation_id: int, crew: str, source: str,
-               reason: str, confidence: float | None, now: float) -> None:
+               reason: str, confidence: float | None, now: float, rule: str = "", mode: str = "auto") -> None:
         self.sql.execute(
             "INSERT INTO routing_decisions(job_id, account_id, conversation_id, crew, source, reason, confidence, "
-            "decided_at) VALUES (?,?,?,?,?,?,?,?)",
-            (job_id, account_id, conversation_id, crew, source, reason, confidence, now))
+            "decided_at, rule, mode) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (job_id, account_id, conversation_id, crew, source, reason, confidence, now, rule, mode))
 
     def record_attempt(self, *, job_id: int, request_id: str, crew: str, backend: str, attempt: int,
                        started_at: float, duration: float | None, outcome: str, status_code: int | None,

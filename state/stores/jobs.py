@@ -27,25 +27,32 @@ the burst's id list, so an unbounded burst (a chatty sender while the crew is sl
 off) made every intake transaction O(burst)."""
 
 _FENCE = " WHERE id=? AND lease_owner=? AND state='in_flight'"
+# A shadow job (``shadow_of`` set) runs beside its live job: it neither waits for the
+# conversation's order nor holds anyone up.
 _READY = """
     ((j.state='pending' AND j.run_at<=?) OR (j.state='in_flight' AND j.lease_expires_at<?)
      OR (j.state='waiting' AND j.run_at<=?))
-    AND NOT EXISTS (SELECT 1 FROM jobs o WHERE o.account_id=j.account_id AND o.conversation_id=j.conversation_id
-                    AND o.id<j.id AND o.state IN ('pending','in_flight','waiting'))
-    AND NOT EXISTS (SELECT 1 FROM jobs o WHERE o.account_id=j.account_id AND o.conversation_id=j.conversation_id
-                    AND o.id<>j.id AND o.state='in_flight' AND o.lease_expires_at>=?)
+    AND (j.shadow_of IS NOT NULL OR (
+      NOT EXISTS (SELECT 1 FROM jobs o WHERE o.account_id=j.account_id AND o.conversation_id=j.conversation_id
+                  AND o.id<j.id AND o.state IN ('pending','in_flight','waiting') AND o.shadow_of IS NULL)
+      AND NOT EXISTS (SELECT 1 FROM jobs o WHERE o.account_id=j.account_id AND o.conversation_id=j.conversation_id
+                      AND o.id<>j.id AND o.state='in_flight' AND o.lease_expires_at>=? AND o.shadow_of IS NULL)))
 """
 
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """Which crew answers a job, who decided, and why."""
+    """Which crew answers a job, who decided, and why; and how its answer is used."""
 
     crew: str
     backend: str
     source: str
     reason: str
     confidence: float | None = None
+    rule: str = ""
+    """The matching rule's name (or ``rule N``); empty when no rule matched."""
+    mode: str = "auto"
+    """``auto``, ``draft`` or ``shadow``."""
 
 
 class Jobs:
@@ -67,7 +74,8 @@ class Jobs:
         """
         open_burst = None if new_conversation else self.sql.row(
             "SELECT id, message_ids, first_message_at FROM jobs WHERE account_id=? AND conversation_id=? "
-            "AND state='pending' AND attempts=0 AND actions IS NULL AND lease_owner IS NULL ORDER BY id DESC LIMIT 1",
+            "AND state='pending' AND attempts=0 AND actions IS NULL AND lease_owner IS NULL AND shadow_of IS NULL "
+            "ORDER BY id DESC LIMIT 1",
             (account_id, conversation_id))
         if open_burst is not None:
             job_id, ids_json, first_at = open_burst
@@ -85,6 +93,30 @@ class Jobs:
             "INSERT INTO jobs(request_id, account_id, conversation_id, state, message_ids, first_message_at, run_at, "
             "created_at, updated_at) VALUES (?,?,?,'pending',?,?,?,?,?) RETURNING id",
             (str(uuid.uuid4()), account_id, conversation_id, dumps([message_id]), now, now + debounce, now, now)))
+
+    def add_shadow(self, live: Job, route: Route, envelope_json: str, now: float, *, request_id: str) -> int | None:
+        """A shadow job beside ``live``: the same burst, another crew, its own request id; due now.
+        At most one per live job (a job routed twice after a lost lease adds none the second time)."""
+        found = self.sql.scalar(
+            "INSERT INTO jobs(request_id, account_id, conversation_id, state, message_ids, first_message_at, run_at, "
+            "crew, backend, route_source, route_reason, route_confidence, rule, mode, shadow_of, envelope, "
+            "created_at, updated_at) SELECT ?,?,?,'pending',?,?,?,?,?,?,?,?,?,'shadow',?,?,?,? "
+            "WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE shadow_of=?) RETURNING id",
+            (request_id, live.account_id, live.conversation_id, dumps(list(live.message_ids)),
+             live.first_message_at, now, route.crew, route.backend, route.source, route.reason, route.confidence,
+             route.rule, live.id, envelope_json, now, now, live.id))
+        return None if found is None else int(found)
+
+    def add_notice(self, account_id: int, conversation_id: int, actions: Sequence[dict[str, Any]], reason: str,
+                   now: float) -> int:
+        """A job that only applies ``actions`` (the sidecar's own notes to the team, such as a
+        hand-off reminder), through the same exactly-once steps, retries and dead letters as a
+        crew's answer; mode ``notice``: posted whoever owns the conversation."""
+        return int(self.sql.scalar(
+            "INSERT INTO jobs(request_id, account_id, conversation_id, state, message_ids, first_message_at, run_at, "
+            "route_source, route_reason, mode, actions, created_at, updated_at) "
+            "VALUES (?,?,?,'pending','[]',?,?,'notice',?,'notice',?,?,?) RETURNING id",
+            (str(uuid.uuid4()), account_id, conversation_id, now, now, reason, dumps(list(actions)), now, now)))
 
     def cancel_pending(self, account_id: int, conversation_id: int, reason: str, now: float) -> int:
         """Cancels bursts not yet sent to a crew (a human took the conversation)."""
@@ -108,7 +140,7 @@ class Jobs:
         """A later burst of the same conversation that has not been answered yet."""
         row = self.sql.one(
             "SELECT * FROM jobs WHERE account_id=? AND conversation_id=? AND id>? AND state='pending' "
-            "AND actions IS NULL ORDER BY id LIMIT 1", (account_id, conversation_id, job_id))
+            "AND actions IS NULL AND shadow_of IS NULL ORDER BY id LIMIT 1", (account_id, conversation_id, job_id))
         return Job.from_row(row) if row else None
 
     # -- claims and leases -----------------------------------------------------------------
@@ -185,8 +217,9 @@ class Jobs:
         sets: list[str] = []
         params: list[Any] = []
         if route is not None:
-            sets.append("crew=?, backend=?, route_source=?, route_reason=?, route_confidence=?")
-            params += [route.crew, route.backend, route.source, route.reason, route.confidence]
+            sets.append("crew=?, backend=?, route_source=?, route_reason=?, route_confidence=?, rule=?, mode=?")
+            params += [route.crew, route.backend, route.source, route.reason, route.confidence, route.rule,
+                       route.mode]
         if envelope_json is not None:
             sets.append("envelope=?")
             params.append(envelope_json)
@@ -277,9 +310,9 @@ class Jobs:
         """When the next job could be claimed, ignoring jobs blocked behind an older job of their
         conversation (those become claimable when that job finishes)."""
         return self.sql.scalar(
-            "SELECT min(j.run_at) FROM jobs j WHERE j.state IN ('pending','waiting') AND NOT EXISTS ("
-            "SELECT 1 FROM jobs o WHERE o.account_id=j.account_id AND o.conversation_id=j.conversation_id "
-            "AND o.id<j.id AND o.state IN ('pending','in_flight','waiting'))")
+            "SELECT min(j.run_at) FROM jobs j WHERE j.state IN ('pending','waiting') AND (j.shadow_of IS NOT NULL "
+            "OR NOT EXISTS (SELECT 1 FROM jobs o WHERE o.account_id=j.account_id AND o.conversation_id=j.conversation_id "
+            "AND o.id<j.id AND o.state IN ('pending','in_flight','waiting') AND o.shadow_of IS NULL))")
 
     def for_conversation(self, account_id: int, conversation_id: int, limit: int = 200) -> list[Job]:
         return [Job.from_row(r) for r in self.sql.all(

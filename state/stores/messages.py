@@ -66,6 +66,14 @@ class Messages:
             "SELECT max(message_id) FROM messages WHERE account_id=? AND conversation_id=? AND role='customer'",
             (account_id, conversation_id))
 
+    # -- budgets ----------------------------------------------------------------------------
+    def recent_hashes(self, account_id: int, conversation_id: int, limit: int) -> list[tuple[str, str]]:
+        """(role, content digest) of the conversation's last ``limit`` bot and customer messages,
+        newest first."""
+        return [(r["role"], r["content_hash"]) for r in self.sql.all(
+            "SELECT role, content_hash FROM messages WHERE account_id=? AND conversation_id=? "
+            "AND role IN ('bot','customer') ORDER BY id DESC LIMIT ?", (account_id, conversation_id, limit))]
+
     # -- console ----------------------------------------------------------------------------
     def timeline(self, account_id: int, conversation_id: int, limit: int = 500) -> list[MessageRow]:
         rows = self.sql.all(

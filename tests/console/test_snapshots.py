@@ -35,6 +35,7 @@ def keys_then_settle(*keys: str) -> Callable[[Pilot[None]], object]:
     ("routing", ("3",)),
     ("dead_letters", ("4",)),
     ("config", ("5",)),
+    ("analytics", ("6",)),
 ])
 def test_screen_snapshot(snap_compare, db_path: str, name: str, keys: tuple[str, ...]) -> None:  # noqa: ANN001
     """The screen looks as approved (layout, colours, literal customer text)."""

@@ -103,9 +103,9 @@ async def test_a_late_answer_is_not_paid_for_twice(sidecar_factory: SidecarFacto
     conv = chatwoot.open_conversation("whatsapp")
     await chatwoot.customer_says(conv, "Qual o prazo de entrega?")
     await chatwoot.wait_for(lambda: len(chatwoot.replies(conv.display_id)) == 1, timeout=20)
-    # The reply is in Chatwoot a moment before the job's finish is committed.
-    [job] = await wait_until(lambda: [j for j in jobs(proc, conv.display_id) if j["state"] == "done"],
-                             what="the job done")
+    # The job is finished in the commit after the reply's post.
+    await wait_until(lambda: [j["state"] for j in jobs(proc, conv.display_id)] == ["done"], what="the job done")
+    [job] = jobs(proc, conv.display_id)
     assert job["attempts"] >= 2
     keys = {r.headers.get("Idempotency-Key") for r in crew.requests if r.kind == "crew"}
     assert keys == {job["request_id"]}  # every attempt under the same key

@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from sanic import Blueprint
 
-from sidecar.http.routes import admin, crew_callbacks, health, metrics, status, webhooks
+from sidecar.http.routes import admin, crew_callbacks, health, metrics, stats, status, webhooks
 
-api = Blueprint.group(webhooks.bp, health.bp, crew_callbacks.bp, status.bp, metrics.bp, admin.bp)
+api = Blueprint.group(webhooks.bp, health.bp, crew_callbacks.bp, status.bp, metrics.bp, admin.bp, stats.bp)

@@ -84,7 +84,7 @@ async def crewai_callback(request: Request, request_id: str, token: str) -> HTTP
         log_event(log, "crew.amp_callback", request_id=request_id, outcome="still_running")
         return json({"status": "running"})
     try:
-        outcome = await runtime.state.write(lambda tx: tx.jobs.complete_async(request_id, result.actions, time.time()))
+        outcome = await runtime.store_crew_answer(request_id, result.actions)
     except StorageUnavailable:
         raise Unavailable("storage unavailable") from None
     log_event(log, "crew.amp_callback", request_id=request_id, outcome=outcome, actions=len(result.actions))

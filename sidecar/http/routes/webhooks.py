@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json, raw
@@ -72,7 +71,7 @@ async def mcp_crew_callback(request: Request) -> HTTPResponse:
     except CrewError as exc:
         raise BadRequest(str(exc)) from None
     try:
-        outcome = await runtime.state.write(lambda tx: tx.jobs.complete_async(request_id, actions, time.time()))
+        outcome = await runtime.store_crew_answer(request_id, actions)
     except StorageUnavailable:
         raise Unavailable("storage unavailable") from None
     log_event(log, "crew.callback", request_id=request_id, outcome=outcome, actions=len(actions))
