@@ -49,7 +49,7 @@ def shape(tx: Tx, job: Job, actions: Sequence[dict[str, Any]], config: Config, n
     """The answer as it will be posted. ``category``: of a hand-off that does not name its own."""
     actions = tuple(actions)
     if job.mode != AUTO:
-        return actions  # drafts, shadow answers and notices are posted as they are (see replies.expand)
+        return actions  # drafts, shadow answers and notices are posted as they are (see steps.expand)
     handoff = any(a.get("type") == "handoff" for a in actions)
     pacing = config.reply_pacing.channels
     if not handoff and not pacing and not config.inboxes:

@@ -23,8 +23,9 @@ from sidecar.config import Config
 from sidecar.crew.breaker import BreakerBoard
 from sidecar.crew.envelope import build_envelope, burst_text
 from sidecar.inbound import ownership
-from sidecar.outbound.replies import _Opening, failure_actions, open_first_step
+from sidecar.outbound.replies import _Opening, open_first_step
 from sidecar.outbound.shaping import shape
+from sidecar.outbound.steps import failure_actions
 from sidecar.queue import policy
 from sidecar.queue.routing import Decision, RoutingInput, decide_by_rules
 from state import ConversationRow, Job, MessageRow, Route, StorageUnavailable, Tx
