@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -19,13 +19,13 @@ from tests.harness import (
     ENV_PREFIXES,
     SECRET,
     InProcessSidecar,
-    SidecarBase,
     SidecarProcess,
     sidecar_config,
 )
 
 SidecarFactory = Callable[..., Awaitable[InProcessSidecar]]
 ProcessFactory = Callable[..., Awaitable[SidecarProcess]]
+S = TypeVar("S", InProcessSidecar, SidecarProcess)
 
 
 @pytest.fixture
@@ -40,12 +40,9 @@ async def crew() -> AsyncIterator[FakeCrew]:
         yield fake
 
 
-def _started(request: pytest.FixtureRequest) -> list[SidecarBase]:
-    """The sidecars of this test (their output is attached to a failure report)."""
-    node: Any = request.node
-    if not hasattr(node, "_sidecars"):
-        node._sidecars = []
-    return node._sidecars
+def _config(where: Path, chatwoot: FakeChatwoot, crew: FakeCrew, overrides: dict[str, Any] | None) -> dict[str, Any]:
+    return sidecar_config(where, chatwoot_url=chatwoot.url, crew_url=crew.crew_url, chatwoot_token=chatwoot.token,
+                          crew_key=crew.api_key, overrides=overrides)
 
 
 @pytest.fixture
@@ -62,16 +59,9 @@ async def sidecar_factory(request: pytest.FixtureRequest, tmp_path: Path, chatwo
                     workdir: Path | None = None) -> InProcessSidecar:
         for name, value in (env or {}).items():
             monkeypatch.setenv(name, value)
-        config = sidecar_config(
-            workdir or tmp_path, chatwoot_url=chatwoot.url, crew_url=crew.crew_url,
-            chatwoot_token=chatwoot.token, crew_key=crew.api_key, overrides=overrides,
-        )
-        sidecar = InProcessSidecar(workdir or tmp_path, config, env=env)
-        started.append(sidecar)
-        _started(request).append(sidecar)
-        await sidecar.start()
-        chatwoot.webhook_url = sidecar.webhook_url
-        return sidecar
+        where = workdir or tmp_path
+        sidecar = InProcessSidecar(where, _config(where, chatwoot, crew, overrides), env=env)
+        return await _started(request, started, sidecar, chatwoot)
 
     yield start
     for sidecar in reversed(started):
@@ -91,20 +81,25 @@ async def process_factory(request: pytest.FixtureRequest, tmp_path: Path, chatwo
 
     async def start(overrides: dict[str, Any] | None = None, *, env: dict[str, str] | None = None,
                     workdir: Path | None = None) -> SidecarProcess:
-        config = sidecar_config(
-            workdir or tmp_path, chatwoot_url=chatwoot.url, crew_url=crew.crew_url,
-            chatwoot_token=chatwoot.token, crew_key=crew.api_key, overrides=overrides,
-        )
-        proc = SidecarProcess(workdir or tmp_path, config, env=env)
-        started.append(proc)
-        _started(request).append(proc)
-        await proc.start()
-        chatwoot.webhook_url = proc.webhook_url
-        return proc
+        where = workdir or tmp_path
+        proc = SidecarProcess(where, _config(where, chatwoot, crew, overrides), env=env)
+        return await _started(request, started, proc, chatwoot)
 
     yield start
     for proc in started:
         await proc.stop()
+
+
+async def _started(request: pytest.FixtureRequest, started: list[S], sidecar: S, chatwoot: FakeChatwoot) -> S:
+    """Starts ``sidecar``, keeps it for the teardown and the failure report, points Chatwoot at it."""
+    started.append(sidecar)
+    node: Any = request.node
+    if not hasattr(node, "_sidecars"):
+        node._sidecars = []
+    node._sidecars.append(sidecar)  # their output goes into a failure's report
+    await sidecar.start()
+    chatwoot.webhook_url = sidecar.webhook_url
+    return sidecar
 
 
 @pytest.hookimpl(hookwrapper=True)
