@@ -10,6 +10,9 @@ Slow crews never queue customers: a job holds a worker slot (``processing.concur
 while it waits for its crew, and crew calls are bounded per back-end (``max_in_flight``); waiting
 for a free call slot is never part of the call's timeout. A crew that answers 202 and calls back
 (or is polled) holds no slot while it thinks: the job is parked in the queue.
+
+A little over 400 lines: the worker's loop, its leases and its crew step stay together (the
+transactions it runs live in :mod:`sidecar.queue.crew_step`).
 """
 
 from __future__ import annotations
