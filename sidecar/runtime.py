@@ -44,13 +44,12 @@ from sidecar.ops.supervise import Supervisor
 from sidecar.outbound.chatwoot import ChatwootClient
 from sidecar.outbound.http11 import Http11
 from sidecar.outbound.replies import ReplyPoster
-from sidecar.queue import policy
 from sidecar.queue.crew_step import store_async_answer
 from sidecar.queue.handoff_watchdog import HandoffWatchdog
 from sidecar.queue.pacing import Pacing
 from sidecar.queue.worker import QueueWorker
 from state import StateError, StateService, StorageUnavailable, Tx, open_service
-from state.vocabulary import SELF_USER_IDS
+from state.vocabulary import PASSIVE_MODES, SELF_USER_IDS
 
 log = get_logger()
 FLUSH_SECONDS = 1.0
@@ -109,7 +108,7 @@ class Runtime:
         ids = set(self.self_user_ids)
         if config.chatwoot.bot_user_id is not None:
             ids.add(config.chatwoot.bot_user_id)
-        passive = policy.PASSIVE_MODES
+        passive = PASSIVE_MODES
         return ApplySettings(inbox_ids=config.chatwoot.inbox_ids, debounce_seconds=config.processing.debounce_seconds,
                              debounce_max_seconds=config.processing.debounce_max_seconds,
                              self_user_ids=tuple(sorted(ids)),

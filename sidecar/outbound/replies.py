@@ -31,9 +31,9 @@ from sidecar.ops.metrics import Metrics
 from sidecar.ops.outcomes import count_answered, record
 from sidecar.outbound.chatwoot import ChatwootClient, ChatwootError
 from sidecar.outbound.steps import Step, expand
-from sidecar.queue.policy import AUTO, DRAFT, NOTICE, PASSIVE_MODES, SHADOW
 from sidecar.queue.retry import retry_delay
 from state import ActionRecord, Job, StateService, Tx
+from state.vocabulary import AUTO, DRAFT, NOTICE, PASSIVE_MODES, SHADOW
 
 log = get_logger()
 

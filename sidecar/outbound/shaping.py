@@ -17,9 +17,10 @@ from connector_config.hours import describe_opening, is_open, next_opening
 from connector_config.team import HANDOFF_CATEGORIES
 from sidecar.config import Config
 from sidecar.outbound.chatwoot import NO_TYPING_CHANNELS
-from sidecar.queue.policy import AUTO, after_hours_notice, hours_of
+from sidecar.queue.policy import after_hours_notice, hours_of
 from sidecar.queue.routing import rule_label
 from state import ConversationRow, Job, Tx
+from state.vocabulary import AUTO
 
 CATEGORY_TEXT = {
     "customer_request": "the customer asked for a human",

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sidecar.inbound import ownership
-from sidecar.queue.policy import AUTO, DRAFT, SHADOW
+from state.vocabulary import AUTO, DRAFT, SHADOW
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,12 +36,13 @@ from sidecar.ops.metrics import Metrics
 from sidecar.ops.slots import Slots
 from sidecar.outbound.chatwoot import NO_TYPING_CHANNELS, ChatwootClient, ChatwootError
 from sidecar.outbound.replies import ReplyPoster
-from sidecar.queue import crew_step, policy
+from sidecar.queue import crew_step
 from sidecar.queue.crew_step import AttemptRow, Backend, Prepare, Work
 from sidecar.queue.pacing import Pacing
 from sidecar.queue.retry import retry_delay
 from sidecar.queue.routing import Decision, RoutingInput, decide
 from state import Job, StateService, StorageUnavailable, Tx
+from state.vocabulary import AUTO
 
 log = get_logger()
 _MAX_IDLE_SECONDS = 1.0
@@ -370,7 +371,7 @@ class QueueWorker:
     def _typing(self, job: Job, channel: str) -> _Typing | None:
         """A typing indicator for a crew that takes a while (never for channels that show none)."""
         chatwoot = self._config().chatwoot
-        if not chatwoot.typing_indicator or channel in NO_TYPING_CHANNELS or job.mode != policy.AUTO:
+        if not chatwoot.typing_indicator or channel in NO_TYPING_CHANNELS or job.mode != AUTO:
             return None  # a draft or shadow crew never shows the customer anything
         return _Typing(self._chatwoot, job.account_id, job.conversation_id, chatwoot.typing_delay_seconds)
 
