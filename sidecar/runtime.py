@@ -246,6 +246,7 @@ class Runtime:
 
         def write(tx: Tx) -> None:
             tx.metrics.add(rows, now)
+            self.metrics.stored(rows)  # on the writer's thread: see Metrics
             if save_ids:
                 tx.documents.put(SELF_USER_IDS, ids, now)
             if beat:
@@ -254,8 +255,8 @@ class Runtime:
 
         try:
             await self.state.write(write)
-        except StorageUnavailable:
-            self.metrics.restore(rows)
+        except StateError:
+            self.metrics.restore(rows)  # not stored: they go out with the next flush
             raise
         if save_ids:
             self._saved_user_ids = ids

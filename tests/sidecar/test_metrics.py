@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from pathlib import Path
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from sidecar.ops.metrics import Metrics
 from simulators import FakeChatwoot, FakeCrew
+from state import StateService, Tx, open_service
 from tests.harness import InProcessSidecar
 from tests.waiting import wait_until
 
@@ -118,3 +123,59 @@ async def test_figures_survive_a_restart(sidecar: InProcessSidecar, chatwoot: Fa
         return value(await scrape(sidecar), "connector_webhooks_received_total", outcome="accepted")
 
     await wait_until(accepted, until=lambda n: n == 4, what="accepted counter after restart")
+
+
+# -- a flush never shows an increment twice or not at all ----------------------------------------
+
+COUNTER = "connector_webhooks_received_total"
+
+
+async def _shown(service: StateService, metrics: Metrics) -> float:
+    """The counter as /metrics shows it: stored totals and unstored increments, read together on
+    the writer's thread (sidecar.http.routes.metrics)."""
+    snap = await service.call(lambda db: db.read(lambda tx: metrics.snapshot(tx.metrics.totals())))
+    return snap.counter(COUNTER, outcome="accepted")
+
+
+def _flush(metrics: Metrics, rows: list[Any]) -> Any:
+    def write(tx: Tx) -> None:  # what Runtime.flush writes
+        tx.metrics.add(rows, 0.0)
+        metrics.stored(rows)
+    return write
+
+
+async def test_a_counter_reads_the_same_before_during_and_after_its_flush(tmp_path: Path) -> None:
+    service = open_service(str(tmp_path / "state.db"))
+    metrics = Metrics()
+    try:
+        metrics.inc(COUNTER, 3, outcome="accepted")
+        assert await _shown(service, metrics) == 3
+        rows = metrics.flush_rows()
+        # The writer is busy; a read queued before the flush's write and one queued after it.
+        entered, release = threading.Event(), threading.Event()
+
+        def busy(tx: Tx) -> None:
+            entered.set()
+            release.wait(10)
+
+        held = asyncio.ensure_future(service.write(busy))
+        await wait_until(entered.is_set, what="the writer held")
+        before = asyncio.ensure_future(_shown(service, metrics))
+        flushed = asyncio.ensure_future(service.write(_flush(metrics, rows)))
+        after = asyncio.ensure_future(_shown(service, metrics))
+        await asyncio.sleep(0)  # each has handed its work to the writer's queue (submit is synchronous)
+        release.set()
+        await asyncio.gather(held, flushed)
+        assert (await before, await after) == (3, 3)  # not 0 before the commit, not 6 after it
+
+        # A flush whose write failed gives its increments back: still shown once, stored next time.
+        metrics.inc(COUNTER, 2, outcome="accepted")
+        failed = metrics.flush_rows()
+        assert await _shown(service, metrics) == 5
+        metrics.restore(failed)
+        assert await _shown(service, metrics) == 5
+        await service.write(_flush(metrics, metrics.flush_rows()))
+        assert await _shown(service, metrics) == 5
+        assert await service.read(lambda tx: sum(v for n, _l, _k, _p, v in tx.metrics.totals() if n == COUNTER)) == 5
+    finally:
+        await asyncio.to_thread(service.close)

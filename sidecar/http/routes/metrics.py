@@ -29,16 +29,20 @@ def _wants_json(request: Request) -> bool:
 
 
 async def snapshot(runtime: Runtime) -> Snapshot:
-    """Every figure as exposed (also used by /webhook/status)."""
-    def read(tx: Tx) -> tuple[Any, Any, Any]:
+    """Every figure as exposed (also used by /webhook/status).
+
+    The stored totals and this process's increments not stored yet are read together on the
+    state's writer thread, between two commits (``state.call``): read anywhere else, a metrics
+    flush committing in between would show its increments twice or not at all.
+    """
+    def read(tx: Tx) -> tuple[Snapshot, Any, Any]:
         now = time.time()
-        return tx.metrics.totals(), tx.jobs.stats(now), tx.processes.live(now)
+        return runtime.metrics.snapshot(tx.metrics.totals()), tx.jobs.stats(now), tx.processes.live(now)
 
     try:
-        totals, stats, processes = await runtime.state.read(read)
+        snap, stats, processes = await runtime.state.call(lambda db: db.read(read))
     except StateError:
         return runtime.metrics.snapshot([])
-    snap = runtime.metrics.snapshot(totals)
     snap.gauges[("connector_queue_depth", ())] = stats.depth
     snap.gauges[("connector_dead_letters", ())] = stats.dead
     config = runtime.config.current
