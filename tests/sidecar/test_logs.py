@@ -28,6 +28,7 @@ from simulators.loopback import serve, shut_down
 from tests.conftest import SidecarFactory
 from tests.harness import InProcessSidecar
 from tests.secrets_check import assert_no_secrets
+from tests.waiting import wait_until
 
 LINE_START = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d (DEBUG|INFO|WARNING|ERROR|CRITICAL) ")
 FORGED = "\r\n2026-01-01T00:00:00 ERROR forged=yes\u2028also\x85this\x1b[31m"
@@ -205,6 +206,9 @@ async def test_log_file_rotates_by_size(sidecar_factory: SidecarFactory, chatwoo
                                   "processing": {"workers_enabled": False}})
     for i in range(40):
         await chatwoot.customer_says(chatwoot.open_conversation("whatsapp"), f"mensagem {i}")
+    # Acknowledged is not logged yet: the journal applier writes each delivery's line afterwards.
+    await wait_until(lambda: sum("webhook.received" in line for line in proc.output) >= 40,
+                     what="every delivery's log line written")
     names = sorted(p.name for p in proc.log_dir.iterdir())
     assert names == [LOG_FILE_NAME, f"{LOG_FILE_NAME}.1", f"{LOG_FILE_NAME}.2"]
     for path in proc.log_dir.iterdir():
