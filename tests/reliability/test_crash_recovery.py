@@ -8,6 +8,7 @@ and then cuts the connection before answering.
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -121,11 +122,15 @@ async def test_echo_grace_is_the_configured_wait_before_a_lost_reply_is_posted_a
     proc = await sidecar_factory({"processing": {"echo_grace_seconds": 0.6}})
     chatwoot.drop_after_store_next(1)
     conv = chatwoot.open_conversation("webwidget")
+    # The grace runs from the reply's intent row, committed before its create call reaches
+    # Chatwoot (so not from first.at) and certainly after the customer wrote.
+    wrote = time.time()
     await chatwoot.customer_says(conv, "Quanto custa a barraca?")
     chatwoot.webhook_url = f"http://127.0.0.1:{free_port()}/webhook/chatwoot"  # the echo is lost
     await wait_until(lambda: [j["state"] for j in jobs(proc)] == ["done"], what="job done")
     first, second = chatwoot.calls("messages")
-    assert 0.6 <= second.at - first.at < 8.0
+    assert second.at - wrote >= 0.6  # posted again only once the grace has run out
+    assert second.at - first.at < 8.0  # the configured grace, not the default 10 s
     assert len(chatwoot.replies(conv.display_id)) == 2
 
 
