@@ -50,6 +50,9 @@ SECRET = "bench-webhook-secret-0123456789abcdef"
 PY = sys.executable
 LUA = REPO / "bench" / "wrk" / "rotate.lua"
 CPU_LIMIT = 0.9
+SMOKE_RATE = 50.0
+"""The end-to-end runs' rate with --smoke (at most): it checks that every step works, not how fast,
+so a loaded machine must not turn it into a long wait for a backlog."""
 CONNECTIONS = 32
 
 
@@ -421,6 +424,8 @@ def e2e_phase(bench: Bench, results: dict[str, Any]) -> None:
     superseded); then the same rate with every crew request hanging."""
     a = bench.args
     rate = max(20.0, 0.5 * results["good_rps"])
+    if a.smoke:
+        rate = min(rate, SMOKE_RATE)
     results["half_rate"] = rate
     distinct = _e2e_run(bench, rate, a.e2e_conversations, "e2e", "openloop half rate (healthy crew)")
     results["half"] = distinct["summary"]
