@@ -11,6 +11,11 @@ while the simulated Chatwoot is still there to receive them, then the simulators
 can be orphaned, and the live feed can read the simulated Chatwoot's records directly. The
 sidecar is the very app ``python -m sidecar`` runs (``create_app``); only the way its server
 is started differs, following Sanic's documented low-level sequence (see ``_SidecarServer``).
+
+Over 400 lines on purpose: the demo's whole life, read top to bottom in the order it happens
+(settings, the data folder, the simulated crews' answers, the live feed, the sidecar's server,
+then the ordered start and Ctrl-C); only the lock and the terminal handling stand apart
+(``demo.lock``, ``demo.terminal``) because they are used alone.
 """
 
 from __future__ import annotations

@@ -2,6 +2,9 @@
 
 The default answers are believable enough for the demo; tests steer it with the knobs (failures,
 hangs, dropped connections, async callbacks, duplicate callbacks) and read what it recorded.
+
+Over 400 lines on purpose: like FakeChatwoot, one aiohttp app (crew requests in two dialects,
+callbacks, the decision engine) over one recorded state, plus the default answers the demo shows.
 """
 
 from __future__ import annotations

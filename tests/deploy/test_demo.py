@@ -16,6 +16,7 @@ import pytest
 
 from state import open_database
 from tests.harness import REPO, free_port
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -200,8 +201,6 @@ async def test_demo_refuses_a_bad_rate(tmp_path: Path) -> None:
 async def test_demo_shows_draft_and_shadow_traffic(tmp_path: Path) -> None:
     """Instagram runs in draft mode (the feed shows the bot's private suggested-reply notes) and
     WhatsApp has a shadow crew whose answers land in the state, never in the simulated Chatwoot."""
-    from tests.reliability.helpers import wait_until
-
     demo = await DemoProcess(tmp_path, "--demo-rate", "8", "--port", str(free_port())).start()
     try:
         await demo.wait_line(HEALTH, timeout=30)

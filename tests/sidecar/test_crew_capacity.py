@@ -4,22 +4,19 @@ arrives after a timeout is not paid for twice. Over real HTTP, against the fake 
 
 from __future__ import annotations
 
-import aiohttp
-
 from simulators import FakeChatwoot, FakeCrew
 from tests.conftest import SidecarFactory
-from tests.harness import SidecarProcess
-from tests.reliability.helpers import jobs, open_jobs, rows, wait_until
+from tests.harness import InProcessSidecar
+from tests.reliability.helpers import jobs, open_jobs, rows
+from tests.waiting import wait_until
 
 
-async def _health(proc: SidecarProcess) -> dict:
-    async with aiohttp.ClientSession() as session, session.get(f"{proc.url}/health") as resp:
-        return await resp.json()
+async def _health(proc: InProcessSidecar) -> dict:
+    return (await proc.client.get("/health"))[1]
 
 
-async def _metric(proc: SidecarProcess, name: str, backend: str) -> float | None:
-    async with aiohttp.ClientSession() as session, session.get(f"{proc.url}/metrics?format=json") as resp:
-        doc = await resp.json()
+async def _metric(proc: InProcessSidecar, name: str, backend: str) -> float | None:
+    doc = (await proc.client.get("/metrics?format=json"))[1]
     for sample in doc[name]["samples"]:
         if sample["labels"].get("backend") == backend:
             return sample["value"]
