@@ -267,7 +267,9 @@ class Stack:
     def poller(self, hz: float) -> Service:
         cmd = [*pin(1), PY, "-m", "bench.poller", "--db", str(self.db_path), "--hz", f"{hz:g}"]
         self.bench.commands.setdefault(f"poller {hz:g} Hz", shlex.join(cmd))
-        return Service(f"poller-{hz:g}", cmd, self.workdir / f"poller-{hz:g}.log")
+        svc = Service(f"poller-{hz:g}", cmd, self.workdir / f"poller-{hz:g}.log", marker="POLLER_READY")
+        svc.wait_ready(60)  # a busy machine can take seconds to import it; stopped before that, it prints nothing
+        return svc
 
 
 def stop_poller(svc: Service) -> dict[str, Any]:
