@@ -18,9 +18,11 @@ Neither sanic, textual nor aiohttp is imported here.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, Union
+
 from state import operator, vocabulary
 from state.errors import DatabaseMissing, SchemaMismatch, StateError, StorageUnavailable
-from state.postgres import DEFAULT_POOL_SIZE, PostgresDatabase, PostgresService, is_url
+from state.postgres import DEFAULT_POOL_SIZE, is_url
 from state.postgres import describe as describe_url
 from state.postgres import redact as redact_url
 from state.records import (
@@ -45,10 +47,24 @@ from state.sqlite.service import SqliteService
 from state.stores.jobs import MAX_BURST_MESSAGES, Route
 from state.tx import Tx
 
-Database = SqliteDatabase | PostgresDatabase
+if TYPE_CHECKING:
+    from state.postgres.database import PostgresDatabase
+    from state.postgres.service import PostgresService
+
+# The PostgreSQL classes load psycopg: named here by reference only, imported on first use
+# (open_database, open_service, or ``from state import PostgresDatabase``).
+Database = Union[SqliteDatabase, "PostgresDatabase"]  # noqa: UP007 - a forward reference needs Union
 """A synchronous handle on the state, whichever the back-end (the same methods on both)."""
-StateService = SqliteService | PostgresService
+StateService = Union[SqliteService, "PostgresService"]  # noqa: UP007
 """The sidecar's asynchronous handle on the state, whichever the back-end."""
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("PostgresDatabase", "PostgresService"):
+        import state.postgres
+
+        return getattr(state.postgres, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def open_database(location: str, *, readonly: bool = False, migrate: bool = False) -> Database:
@@ -60,6 +76,8 @@ def open_database(location: str, *, readonly: bool = False, migrate: bool = Fals
         migrate: apply pending migrations (the sidecar at start-up, never the console).
     """
     if is_database_url(location):
+        from state.postgres.database import PostgresDatabase
+
         return PostgresDatabase(location, readonly=readonly, migrate=migrate)
     return SqliteDatabase(location, readonly=readonly, migrate=migrate)
 
@@ -68,6 +86,8 @@ def open_service(location: str, *, migrate: bool = True, pool_size: int | None =
     """The sidecar's asynchronous access to the state at ``location`` (a SQLite path or a
     PostgreSQL URL), migrated on open. ``pool_size``: PostgreSQL connections (and threads)."""
     if is_database_url(location):
+        from state.postgres.service import PostgresService
+
         return PostgresService(location, migrate=migrate, pool_size=pool_size or DEFAULT_POOL_SIZE)
     return SqliteService(location, migrate=migrate)
 

@@ -24,11 +24,10 @@ from typing import Any, TypeVar
 
 from state.errors import StorageUnavailable
 from state.handoff import Result, deliver
+from state.postgres import DEFAULT_POOL_SIZE
 from state.postgres.database import PostgresDatabase
 
 T = TypeVar("T")
-DEFAULT_POOL_SIZE = 8
-"""Connections (and threads) per sidecar process."""
 _STOP = object()
 _WRITE, _READ, _CALL = 0, 1, 2
 

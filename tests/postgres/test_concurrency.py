@@ -140,15 +140,22 @@ def test_appliers_take_turns(dbs: Callable[[], Database]) -> None:
     """The journal is applied by one applier at a time: the second waits for the first's commit."""
     first, second = dbs(), dbs()
     order: list[str] = []
+    taken = threading.Event()
+
+    def waiting_for_the_turn(tx: Tx) -> bool:
+        return bool(tx.sql.scalar("SELECT count(*) FROM pg_locks WHERE locktype='advisory' AND NOT granted"))
 
     def slow(tx: Tx) -> None:
         tx.journal.take_applier_turn()
         order.append("first in")
-        time.sleep(0.3)
+        taken.set()
+        deadline = time.monotonic() + 30
+        while not waiting_for_the_turn(tx) and time.monotonic() < deadline:  # until the second waits
+            time.sleep(0.01)  # polling the condition above
         order.append("first out")
 
     def fast(tx: Tx) -> None:
-        time.sleep(0.05)  # let the first take its turn
+        assert taken.wait(30)  # the first holds the turn
         tx.journal.take_applier_turn()
         order.append("second in")
 
@@ -258,3 +265,27 @@ def test_messages_never_show_the_password(url: str) -> None:
         open_database(wrong, readonly=True)
     assert "not-the-password-4711" not in str(caught.value) and "connector-test-pw-7f3a" not in str(caught.value)
     assert "password authentication failed" in str(caught.value)
+
+
+def test_watchdogs_of_several_replicas_queue_each_reminder_once(dbs: Callable[[], Database]) -> None:
+    """Every replica's hand-off watchdog looks at the same due hand-offs at once: each reminder is
+    claimed by one of them (handoffs.mark_reminded) and queued as one notice job."""
+    from connector_config.team import HandoffConfig
+    from sidecar.queue.handoff_watchdog import queue_reminders
+
+    watchdogs = [dbs() for _ in range(3)]
+    now = time.time()
+    with watchdogs[0].transaction() as tx:
+        for conv in range(1, 21):
+            tx.conversations.upsert(1, conv, now, status="open")
+            tx.handoffs.record(account_id=1, conversation_id=conv, job_id=None, category="customer_request",
+                               reason="asked", crew="faq", rule="", team_id=None, now=now - 600)
+    settings = HandoffConfig(remind_after_minutes=5)
+    results = _together(*(lambda db=db: db.write(lambda tx: queue_reminders(tx, settings, time.time()))
+                          for db in watchdogs))
+    assert not [r for r in results if isinstance(r, BaseException)], results
+    assert sum(queued for queued, _, _ in results) == 20
+    notices = watchdogs[0].read(lambda tx: tx.sql.column(
+        "SELECT conversation_id FROM jobs WHERE mode='notice' ORDER BY conversation_id"))
+    assert notices == list(range(1, 21))
+    assert watchdogs[0].read(lambda tx: tx.handoffs.waiting()) == 0

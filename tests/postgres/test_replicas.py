@@ -107,7 +107,9 @@ async def test_three_replicas_answer_every_message_once_through_a_kill_and_a_pau
         down.add(1)
         await feeding  # (deliveries it had taken wait for it: it answers them when it is resumed)
         await wave(conversations[110:170], 110)
-        await asyncio.sleep(2.5 * LEASE_SECONDS)  # ... well past them (another replica takes its jobs)
+        # ... until its leases expired and the other replicas took every job it held.
+        await wait_until(lambda: not b_holds_a_job(), timeout=10 * LEASE_SECONDS + 30, interval=0.05,
+                         what="the paused replica's jobs taken by the others")
         b.proc.send_signal(signal.SIGCONT)
         down.discard(1)
         await wave(conversations[170:], 170)
