@@ -218,7 +218,10 @@ class SidecarProcess(SidecarBase):
         self.proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
 
-    async def start(self, timeout: float = 20.0) -> SidecarProcess:
+    async def start(self, timeout: float = 60.0) -> SidecarProcess:
+        """Starts the process and waits for its ``sidecar.ready`` line (in the multi-process mode
+        the parent says it once every child is ready: several interpreters importing the whole
+        stack, which on a loaded 2-core machine can take well over 20 s)."""
         self.write_config()
         env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIXES)}
         env.update(self.env)

@@ -17,7 +17,9 @@ from tests.harness import SidecarProcess
 from tests.reliability.helpers import open_jobs
 from tests.waiting import wait_until
 
-pytestmark = pytest.mark.slow
+# Each test starts three or four interpreters that import the whole stack (and restarts one):
+# on a loaded 2-core machine that alone can take a minute, so the hang detector is wider.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 def _children(proc: SidecarProcess) -> list[tuple[str, psutil.Process]]:
