@@ -302,7 +302,10 @@ class Runtime:
             await asyncio.sleep(FLUSH_SECONDS)
             beat = time.monotonic() - last_beat >= BEAT_SECONDS
             try:
-                await self.flush(beat=beat)
+                # Shielded: the loop is cancelled at shutdown, and a flush cut between taking
+                # its increments and its commit would lose them. stop()'s own flush then waits
+                # for this one on the metrics lock.
+                await asyncio.shield(self.flush(beat=beat))
                 if beat:
                     last_beat = time.monotonic()
             except StorageUnavailable as exc:
