@@ -97,7 +97,8 @@ async def test_an_outage_is_503_and_down_then_recovers_by_itself(
         finally:
             _set_reachable(name, True)
         # Back: no restart, no operator.
-        await wait_until(lambda: send(1), timeout=30, what="intake accepts again")
+        await wait_until(lambda: send(1), until=lambda codes: codes == [200], timeout=30,
+                         what="intake accepts again")
         assert ledger.statuses[list(ledger.statuses)[-1]] == 200
         status, _ = await health(proc)
         assert status == 200
