@@ -77,7 +77,9 @@ class SidecarProcess:
     def write_config(self) -> None:
         self.config_path.write_text(yaml.safe_dump(self.config, sort_keys=False), encoding="utf-8")
 
-    async def start(self, timeout: float = 20.0) -> SidecarProcess:
+    async def start(self, timeout: float = 60.0) -> SidecarProcess:
+        """Starts the sidecar and waits for it to say it is ready (``timeout``: only how long before
+        the test gives up; a busy two-core machine can take well over 20 s to start Python there)."""
         self.write_config()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SIDECAR_", "CHATWOOT_", "MCP_CREW_"))}
         env.update(self.env)
