@@ -122,7 +122,9 @@ async def test_echo_grace_is_the_configured_wait_before_a_lost_reply_is_posted_a
     chatwoot.webhook_url = f"http://127.0.0.1:{free_port()}/webhook/chatwoot"  # the echo is lost
     await wait_until(lambda: [j["state"] for j in jobs(proc)] == ["done"], what="job done")
     first, second = chatwoot.calls("messages")
-    assert 0.6 <= second.at - first.at < 8.0
+    # The grace counts from the intent row committed just before the first call, which reaches
+    # Chatwoot a moment later (on a busy machine, more than a millisecond: 0.5995 s was seen).
+    assert 0.5 <= second.at - first.at < 8.0
     assert len(chatwoot.replies(conv.display_id)) == 2
 
 
