@@ -44,12 +44,12 @@ from sidecar.ops.supervise import Supervisor
 from sidecar.outbound.chatwoot import ChatwootClient
 from sidecar.outbound.http11 import Http11
 from sidecar.outbound.replies import ReplyPoster
-from sidecar.queue import policy
+from sidecar.queue.crew_step import store_async_answer
 from sidecar.queue.handoff_watchdog import HandoffWatchdog
 from sidecar.queue.pacing import Pacing
 from sidecar.queue.worker import QueueWorker
 from state import StateError, StateService, StorageUnavailable, Tx, open_service
-from state.vocabulary import SELF_USER_IDS
+from state.vocabulary import PASSIVE_MODES, SELF_USER_IDS
 
 log = get_logger()
 FLUSH_SECONDS = 1.0
@@ -122,7 +122,7 @@ class Runtime:
         ids = set(self.self_user_ids)
         if config.chatwoot.bot_user_id is not None:
             ids.add(config.chatwoot.bot_user_id)
-        passive = policy.PASSIVE_MODES
+        passive = PASSIVE_MODES
         return ApplySettings(inbox_ids=config.chatwoot.inbox_ids, debounce_seconds=config.processing.debounce_seconds,
                              debounce_max_seconds=config.processing.debounce_max_seconds,
                              self_user_ids=tuple(sorted(ids)),
@@ -177,6 +177,14 @@ class Runtime:
     def work_queued(self) -> None:
         if self.worker is not None:
             self.worker.wake()
+
+    async def store_crew_answer(self, request_id: str, actions: tuple[dict[str, Any], ...]) -> str:
+        """A crew's answer that came back on its own (a callback): shaped and stored once.
+
+        Returns ``applied``, ``duplicate`` or ``unknown`` (see Jobs.complete_async); the caller
+        wakes the worker. Raises StorageUnavailable like any write.
+        """
+        return await self.state.write(store_async_answer, request_id, actions, self.config.current)
 
     async def start(self) -> None:
         """Starts the background loops (idempotent)."""
@@ -257,6 +265,7 @@ class Runtime:
 
         def write(tx: Tx) -> None:
             tx.metrics.add(rows, now)
+            self.metrics.stored(rows)  # on the writer's thread: see Metrics
             if save_ids:
                 tx.documents.put(SELF_USER_IDS, ids, now)
             if beat:
@@ -265,8 +274,8 @@ class Runtime:
 
         try:
             await self.state.write(write)
-        except StorageUnavailable:
-            self.metrics.restore(rows)
+        except StateError:
+            self.metrics.restore(rows)  # not stored: they go out with the next flush
             raise
         if save_ids:
             self._saved_user_ids = ids
@@ -293,7 +302,10 @@ class Runtime:
             await asyncio.sleep(FLUSH_SECONDS)
             beat = time.monotonic() - last_beat >= BEAT_SECONDS
             try:
-                await self.flush(beat=beat)
+                # Shielded: the loop is cancelled at shutdown, and a flush cut between taking
+                # its increments and its commit would lose them. stop()'s own flush then waits
+                # for this one on the metrics lock.
+                await asyncio.shield(self.flush(beat=beat))
                 if beat:
                     last_beat = time.monotonic()
             except StorageUnavailable as exc:

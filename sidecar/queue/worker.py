@@ -10,6 +10,9 @@ Slow crews never queue customers: a job holds a worker slot (``processing.concur
 while it waits for its crew, and crew calls are bounded per back-end (``max_in_flight``); waiting
 for a free call slot is never part of the call's timeout. A crew that answers 202 and calls back
 (or is polled) holds no slot while it thinks: the job is parked in the queue.
+
+A little over 400 lines: the worker's loop, its leases and its crew step stay together (the
+transactions it runs live in :mod:`sidecar.queue.crew_step`).
 """
 
 from __future__ import annotations
@@ -33,12 +36,13 @@ from sidecar.ops.metrics import Metrics
 from sidecar.ops.slots import Slots
 from sidecar.outbound.chatwoot import NO_TYPING_CHANNELS, ChatwootClient, ChatwootError
 from sidecar.outbound.replies import ReplyPoster
-from sidecar.queue import crew_step, policy
+from sidecar.queue import crew_step
 from sidecar.queue.crew_step import AttemptRow, Backend, Prepare, Work
 from sidecar.queue.pacing import Pacing
 from sidecar.queue.retry import retry_delay
 from sidecar.queue.routing import Decision, RoutingInput, decide
 from state import Job, StateService, StorageUnavailable, Tx
+from state.vocabulary import AUTO
 
 log = get_logger()
 _MAX_IDLE_SECONDS = 1.0
@@ -373,7 +377,7 @@ class QueueWorker:
     def _typing(self, job: Job, channel: str) -> _Typing | None:
         """A typing indicator for a crew that takes a while (never for channels that show none)."""
         chatwoot = self._config().chatwoot
-        if not chatwoot.typing_indicator or channel in NO_TYPING_CHANNELS or job.mode != policy.AUTO:
+        if not chatwoot.typing_indicator or channel in NO_TYPING_CHANNELS or job.mode != AUTO:
             return None  # a draft or shadow crew never shows the customer anything
         return _Typing(self._chatwoot, job.account_id, job.conversation_id, chatwoot.typing_delay_seconds)
 

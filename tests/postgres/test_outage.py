@@ -25,9 +25,8 @@ from tests.reliability.helpers import (
     post_delivery,
     signed_delivery,
     stored_delivery_ids,
-    wait_until,
-    webhook_url,
 )
+from tests.waiting import wait_until
 
 PASSWORD = "connector-test-pw-7f3a"
 
@@ -71,10 +70,10 @@ def _set_reachable(name: str, reachable: bool) -> None:
 
 @pytest.mark.slow
 async def test_an_outage_is_503_and_down_then_recovers_by_itself(
-    sidecar_factory, chatwoot: FakeChatwoot, crew: FakeCrew, tmp_path: Path
+    process_factory, chatwoot: FakeChatwoot, crew: FakeCrew, tmp_path: Path
 ) -> None:
     url = backends.state_location(tmp_path / "pg", backends.POSTGRES)
-    proc = await sidecar_factory({"state": {"database_url": url}})
+    proc = await process_factory({"state": {"database_url": url}})
     name = _database(url)
     ledger = Ledger()
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
@@ -83,7 +82,7 @@ async def test_an_outage_is_503_and_down_then_recovers_by_itself(
             for _ in range(count):
                 conv = chatwoot.open_conversation("whatsapp")
                 delivery, body, headers = signed_delivery(chatwoot, conv, "olá")
-                out.append(await post_delivery(session, webhook_url(proc), delivery, body, headers, ledger))
+                out.append(await post_delivery(session, proc.webhook_url, delivery, body, headers, ledger))
             return out
 
         assert await send(3) == [200] * 3
@@ -114,9 +113,9 @@ async def test_an_outage_is_503_and_down_then_recovers_by_itself(
     assert PASSWORD not in log
 
 
-async def test_get_config_masks_the_database_url(sidecar_factory, tmp_path: Path) -> None:
+async def test_get_config_masks_the_database_url(process_factory, tmp_path: Path) -> None:
     url = backends.state_location(tmp_path / "pg", backends.POSTGRES)
-    proc = await sidecar_factory({"state": {"database_url": url}})
+    proc = await process_factory({"state": {"database_url": url}})
     async with aiohttp.ClientSession() as session:
         async with session.get(f"{proc.url}/config", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as resp:
             text = await resp.text()

@@ -19,7 +19,8 @@ from simulators import FakeChatwoot, FakeCrew
 from simulators.fake_crew import Action
 from tests import backends
 from tests.harness import SidecarProcess
-from tests.reliability.helpers import Ledger, post_delivery, signed_delivery, wait_until
+from tests.reliability.helpers import Ledger, post_delivery, signed_delivery
+from tests.waiting import wait_until
 
 CONVERSATIONS = 200
 LEASE_SECONDS = 2.0
@@ -43,7 +44,7 @@ def _answered(replies: list[str | None]) -> list[list[int]]:
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 async def test_three_replicas_answer_every_message_once_through_a_kill_and_a_pause(
-    sidecar_factory, chatwoot: FakeChatwoot, crew: FakeCrew, tmp_path: Path
+    process_factory, chatwoot: FakeChatwoot, crew: FakeCrew, tmp_path: Path
 ) -> None:
     url = backends.state_location(tmp_path / "shared", backends.POSTGRES)
     crew.responder = _answer
@@ -52,7 +53,7 @@ async def test_three_replicas_answer_every_message_once_through_a_kill_and_a_pau
     replicas: list[SidecarProcess] = []
     for name in ("a", "b", "c"):
         (tmp_path / name).mkdir()
-        replicas.append(await sidecar_factory(overrides, workdir=tmp_path / name))
+        replicas.append(await process_factory(overrides, workdir=tmp_path / name))
     a, b, c = replicas
     chatwoot.webhook_url = f"{a.url}/webhook/chatwoot"  # echoes of our replies go to a live one
 

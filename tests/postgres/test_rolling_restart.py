@@ -17,7 +17,8 @@ import pytest
 from simulators import FakeChatwoot
 from tests import backends
 from tests.harness import free_port
-from tests.reliability.helpers import Ledger, post_delivery, signed_delivery, wait_until
+from tests.reliability.helpers import Ledger, post_delivery, signed_delivery
+from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parent.parent.parent
 NGINX_CONF = """
@@ -75,14 +76,14 @@ def _listening(port: int) -> bool:
 @pytest.mark.slow
 @pytest.mark.timeout(180)
 async def test_a_rolling_restart_behind_nginx_loses_no_webhook(
-    sidecar_factory, chatwoot: FakeChatwoot, tmp_path: Path
+    process_factory, chatwoot: FakeChatwoot, tmp_path: Path
 ) -> None:
     nginx = _nginx()
     url = backends.state_location(tmp_path / "shared", backends.POSTGRES)
     replicas = []
     for name in ("one", "two"):
         (tmp_path / name).mkdir()
-        replicas.append(await sidecar_factory({"state": {"database_url": url}}, workdir=tmp_path / name))
+        replicas.append(await process_factory({"state": {"database_url": url}}, workdir=tmp_path / name))
     port = free_port()
     conf_dir = tmp_path / "nginx"
     conf_dir.mkdir()

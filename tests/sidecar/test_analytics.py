@@ -6,14 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import aiohttp
-
 from simulators import FakeChatwoot, FakeCrew
 from simulators.fake_crew import default_responder, envelope_text
 from simulators.payloads import FakeConversation
 from tests.conftest import SidecarFactory
-from tests.harness import ADMIN_TOKEN, SidecarProcess
-from tests.reliability.helpers import wait_until
+from tests.harness import ADMIN_TOKEN, InProcessSidecar
+from tests.waiting import wait_until
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 CONFIG = {"routing": {"rules": [
@@ -28,11 +26,10 @@ def responder(envelope: dict[str, Any]) -> list[dict[str, Any]]:
     return default_responder(envelope)
 
 
-async def stats(sidecar: SidecarProcess, query: str = "", headers: dict[str, str] | None = None
+async def stats(sidecar: InProcessSidecar, query: str = "", headers: dict[str, str] | None = None
                 ) -> tuple[int, dict[str, Any]]:
-    async with aiohttp.ClientSession() as http, http.get(f"{sidecar.url}/stats{query}",
-                                                        headers=AUTH if headers is None else headers) as resp:
-        return resp.status, await resp.json()
+    status, body, _ = await sidecar.client.get(f"/stats{query}", headers=AUTH if headers is None else headers)
+    return status, body
 
 
 async def _answered(chatwoot: FakeChatwoot, conv: FakeConversation, text: str) -> None:
@@ -41,7 +38,7 @@ async def _answered(chatwoot: FakeChatwoot, conv: FakeConversation, text: str) -
     await chatwoot.wait_for(lambda: len(chatwoot.replies(conv.display_id)) == before + 1)
 
 
-async def _resolved_by_bot(chatwoot: FakeChatwoot, conv: FakeConversation, sidecar: SidecarProcess) -> None:
+async def _resolved_by_bot(chatwoot: FakeChatwoot, conv: FakeConversation, sidecar: InProcessSidecar) -> None:
     await _answered(chatwoot, conv, "obrigado!")
     await chatwoot.wait_for(lambda: chatwoot.status_of(conv.display_id) == "resolved")
     # The customer comes back later, not within the same milliseconds: the resolve's webhooks and
@@ -50,12 +47,12 @@ async def _resolved_by_bot(chatwoot: FakeChatwoot, conv: FakeConversation, sidec
     await wait_until(lambda: _stored_status(sidecar, conv) == "resolved", what="the resolve applied")
 
 
-def _stored_status(sidecar: SidecarProcess, conv: FakeConversation) -> str | None:
+def _stored_status(sidecar: InProcessSidecar, conv: FakeConversation) -> str | None:
     row = sidecar.query(lambda tx: tx.conversations.get(conv.account.id, conv.display_id))
     return row.status if row is not None else None
 
 
-async def scripted_run(chatwoot: FakeChatwoot, crew: FakeCrew, sidecar: SidecarProcess) -> None:
+async def scripted_run(chatwoot: FakeChatwoot, crew: FakeCrew, sidecar: InProcessSidecar) -> None:
     crew.responder = responder
     happy, reopened, human = (chatwoot.open_conversation("whatsapp"), chatwoot.open_conversation("whatsapp"),
                               chatwoot.open_conversation("facebook"))
@@ -110,19 +107,21 @@ async def test_stats_for_a_scripted_run(sidecar_factory: SidecarFactory, chatwoo
     assert 'connector_reply_latency_seconds_count{crew="whatsapp_crew",rule="wa"} 5' in metrics
 
 
-async def _settled(sidecar: SidecarProcess) -> dict[str, Any] | None:
+async def _settled(sidecar: InProcessSidecar) -> dict[str, Any] | None:
     status, body = await stats(sidecar)
     assert status == 200
-    done = body["totals"]["shadow_answers"] == 5 and body["totals"]["csat_responses"] == 2
+    totals = body["totals"]
+    # Each figure is committed just after its Chatwoot call answered: wait for all of them.
+    done = (totals["shadow_answers"], totals["csat_responses"], totals["answered"], totals["handoffs"]) == (5, 2, 5, 1)
     return body if done else None
 
 
-async def _metrics(sidecar: SidecarProcess) -> list[str]:
-    async with aiohttp.ClientSession() as http, http.get(f"{sidecar.url}/metrics") as resp:
-        return (await resp.text()).splitlines()
+async def _metrics(sidecar: InProcessSidecar) -> list[str]:
+    _, _, text = await sidecar.client.get("/metrics")
+    return text.splitlines()
 
 
-async def test_stats_needs_the_admin_token_and_a_known_window(sidecar: SidecarProcess) -> None:
+async def test_stats_needs_the_admin_token_and_a_known_window(sidecar: InProcessSidecar) -> None:
     status, body = await stats(sidecar, headers={})
     assert status == 401 and body["status"] == "unauthorized"
     status, body = await stats(sidecar, headers={"Authorization": "Bearer wrong"})
