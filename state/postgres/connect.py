@@ -18,6 +18,12 @@ from state.postgres.urls import SCHEMES, check_url, describe, is_url, redact
 
 CONNECT_TIMEOUT_SECONDS = 5
 """How long connecting may take before the database counts as unreachable."""
+IDLE_IN_TRANSACTION_SECONDS = 10.0
+"""A session left in the middle of a transaction this long is ended by the server, its locks
+released and its writes undone. A unit of work never waits for anything but the database inside
+its transaction (milliseconds); a process paused there (SIGSTOP, a frozen VM, a debugger) would
+otherwise hold its row locks, and every other process and replica waiting for them, for as long
+as it stays paused. Its lease fencing already keeps it from doing harm when it comes back."""
 _STORAGE_CLASSES = ("08", "53", "57", "58", "40")
 """SQLSTATE classes that mean storage trouble, not a statement's fault: connection exception,
 insufficient resources (disk full, too many connections), operator intervention (shutdown,
@@ -25,6 +31,7 @@ terminated), system error (I/O), transaction rollback (deadlock, serialization: 
 _STORAGE_STATES = frozenset({
     "25006",  # read-only transaction: the server or database is read-only (like a read-only file)
     "42P01",  # undefined table: the schema is gone (like SQLite's "no such table")
+    "25P03",  # idle-in-transaction timeout: the server ended a session left inside a transaction
 })
 TRANSIENT_CLASS = "40"
 """Deadlock or serialization failure: the transaction is run again (a few times) before anyone hears."""
@@ -44,8 +51,11 @@ def connect(url: str, *, readonly: bool = False, application_name: str = "chatwo
         raise StorageUnavailable(f"cannot connect to PostgreSQL at {describe(url)}: {text}") from None
     try:
         # Times are epoch seconds (double precision); the session's time zone never matters.
+        # One round trip (no parameters: the simple protocol takes several statements).
+        settings = f"SET idle_in_transaction_session_timeout = {round(IDLE_IN_TRANSACTION_SECONDS * 1000)}"
         if readonly:
-            conn.execute("SET default_transaction_read_only = on")
+            settings += "; SET default_transaction_read_only = on"
+        conn.execute(settings)
     except psycopg.Error as exc:
         conn.close()
         raise StorageUnavailable(f"cannot use PostgreSQL at {describe(url)}: {reason(exc, url)}") from None

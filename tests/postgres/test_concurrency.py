@@ -289,3 +289,26 @@ def test_watchdogs_of_several_replicas_queue_each_reminder_once(dbs: Callable[[]
         "SELECT conversation_id FROM jobs WHERE mode='notice' ORDER BY conversation_id"))
     assert notices == list(range(1, 21))
     assert watchdogs[0].read(lambda tx: tx.handoffs.waiting()) == 0
+
+
+def test_a_writer_paused_inside_a_transaction_loses_its_locks(dbs: Callable[[], Database],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process stopped in the middle of a unit (SIGSTOP, a frozen VM) holds its row locks only
+    until the server ends its idle transaction; the others then go on, and the paused one finds
+    its connection gone (storage trouble, then a new connection) when it comes back."""
+    from state.postgres import connect as pg_connect
+
+    monkeypatch.setattr(pg_connect, "IDLE_IN_TRANSACTION_SECONDS", 1.0)
+    paused, live = dbs(), dbs()
+    now = time.time()
+    burst = live.write(lambda tx: tx.jobs.enqueue(1, 1, 1, now, 60, 60))
+    conn = paused.conn
+    conn.execute("BEGIN")
+    conn.execute("SELECT id FROM jobs WHERE id=%s FOR UPDATE", (burst,))  # ... and then nothing more
+    started = time.monotonic()
+    # The applier appends to the open burst: it waits for the row, then the paused session is ended.
+    assert live.write(lambda tx: tx.jobs.enqueue(1, 1, 2, time.time(), 60, 60)) == burst
+    assert time.monotonic() - started < 20
+    with pytest.raises(StorageUnavailable):
+        paused.read(lambda tx: tx.jobs.get(burst))
+    assert paused.read(lambda tx: tx.jobs.get(burst)).message_ids == (1, 2)
