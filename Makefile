@@ -47,7 +47,7 @@ test: $(STAMP)
 # what never reads the state differently on another back-end: config parsing and reloading, the
 # CLI, log lines, the HTTP/1.1 client, pure units, crew back-end protocols, terminal layout.
 PG_SUITES := tests/sidecar tests/reliability tests/console
-PG_SKIP := tests/sidecar/crew tests/sidecar/test_config.py tests/sidecar/test_config_reload.py \
+PG_SKIP := tests/sidecar/crew tests/sidecar/config tests/sidecar/test_config_reload.py \
 	tests/sidecar/test_cli.py tests/sidecar/test_logs.py tests/sidecar/test_http11.py tests/sidecar/test_units.py \
 	tests/sidecar/test_policy.py tests/sidecar/test_supervise.py tests/console/test_small_terminal.py \
 	tests/console/test_import_hygiene.py

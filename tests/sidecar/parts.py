@@ -1,7 +1,8 @@
 """Provides the sidecar's components wired by hand, for tests of one component at a time.
 
 What :class:`sidecar.runtime.Runtime` builds, minus the HTTP server and the background loops:
-the live config, the real state service over a temporary SQLite file, one aiohttp session, the
+the live config, the real state service (a temporary SQLite file, or a fresh PostgreSQL database
+with ``--backend=postgres``), one aiohttp session, the
 Chatwoot client, the crew registry and the reply poster, pointed at fake servers on 127.0.0.1.
 A test then runs the one component it is about (the queue worker, the reply poster, ...)
 against them; nothing is patched.
@@ -89,7 +90,7 @@ def build_config(tmp_path: Path, chatwoot: FakeChatwoot, crew: FakeCrew, overrid
 async def wired(config: Config, *, worker_id: str = WORKER) -> AsyncIterator[Parts]:
     """Builds the components for ``config`` and closes them afterwards."""
     holder = ConfigHolder(config)
-    state = open_service(config.state.path)
+    state = open_service(config.state.location)  # SQLite, or PostgreSQL with --backend=postgres
     metrics = Metrics()
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
     http = Http11()
@@ -105,7 +106,7 @@ async def wired(config: Config, *, worker_id: str = WORKER) -> AsyncIterator[Par
     finished: list[None] = []
     poster = ReplyPoster(config=holder, state=state, chatwoot=chatwoot, metrics=metrics, worker_id=worker_id,
                          self_user_ids=set(), finished=lambda: finished.append(None))
-    parts = Parts(holder=holder, state=state, db_path=config.state.path, metrics=metrics, session=session,
+    parts = Parts(holder=holder, state=state, db_path=config.state.location, metrics=metrics, session=session,
                   http=http, chatwoot=chatwoot, crews=crews, breakers=BreakerBoard(breaker_settings), slots=slots,
                   pacing=Pacing(), poster=poster, finished=finished)
     try:

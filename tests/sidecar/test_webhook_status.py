@@ -61,7 +61,11 @@ async def test_queue_depth_shows_waiting_work(sidecar_factory: SidecarFactory, c
 
 
 async def test_last_delivery_and_counts_survive_a_restart(sidecar: InProcessSidecar, chatwoot: FakeChatwoot) -> None:
-    await chatwoot.customer_says(chatwoot.open_conversation("whatsapp"), "oi")
+    conv = chatwoot.open_conversation("whatsapp")
+    await chatwoot.customer_says(conv, "oi")
+    # The bot's reply comes back as a webhook too (a later last delivery): compare after it.
+    await chatwoot.wait_for(lambda: len(chatwoot.replies(conv.display_id)) == 1)
+    await chatwoot.echoes_delivered()
     _, before, _ = await sidecar.client.get("/webhook/status")
     await sidecar.stop()
     await sidecar.start()

@@ -13,6 +13,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from sidecar.queue.worker import QueueWorker
 from simulators import FakeChatwoot, FakeCrew
 from simulators.fake_crew import default_responder
@@ -103,6 +105,7 @@ async def test_stop_hands_held_jobs_back_at_once(tmp_path: Path, chatwoot: FakeC
         assert first.body == second.body
 
 
+@pytest.mark.sqlite_only  # the fault is injected with a SQLite trigger
 async def test_a_job_whose_preparation_fails_is_retried_until_it_can_be_prepared(
     tmp_path: Path, chatwoot: FakeChatwoot, crew: FakeCrew
 ) -> None:
