@@ -32,6 +32,7 @@ from sidecar.crew.base import (
     ProbeResult,
     classify_status,
     parse_actions,
+    parse_answer,
 )
 from sidecar.crew.http import chatwootai_actions
 from sidecar.queue.retry import parse_retry_after
@@ -260,7 +261,7 @@ class AmpCrewBackend:
                             retryable=False, status_code=status, counts_against_backend=False)
         if status not in (200, 201, 202):
             raise classify_status(status, retry_after, text if status < 500 else "")
-        kickoff_id = kickoff_id_from(_json(text))
+        kickoff_id = kickoff_id_from(parse_answer(text, "CrewAI AMP answer"))
         if kickoff_id is None:
             raise CrewError("CrewAI AMP kickoff answer has no kickoff_id", retryable=False,
                             status_code=status, counts_against_backend=False)
@@ -287,7 +288,7 @@ class AmpCrewBackend:
                             retryable=False, status_code=status, counts_against_backend=False)
         if status != 200:
             raise classify_status(status, retry_after, text if status < 500 else "")
-        doc = _json(text)
+        doc = parse_answer(text, "CrewAI AMP answer")
         if not isinstance(doc, dict):
             raise CrewError("CrewAI AMP status answer is not an object", retryable=False,
                             counts_against_backend=False)
@@ -330,13 +331,6 @@ class AmpCrewBackend:
 
     async def close(self) -> None:
         return None  # the aiohttp session is shared and closed by the app
-
-
-def _json(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise CrewError("CrewAI AMP answer is not JSON", retryable=False, counts_against_backend=False) from exc
 
 
 def _validation_reason(text: str) -> str:

@@ -95,6 +95,14 @@ class CrewBackend(Protocol):
     async def close(self) -> None: ...
 
 
+def parse_answer(raw: bytes | str, what: str) -> Any:
+    """A crew's answer body as JSON; anything else is a permanent error (a retry gets the same)."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise CrewError(f"{what} is not JSON", retryable=False, counts_against_backend=False) from exc
+
+
 def parse_actions(doc: Any) -> tuple[dict[str, Any], ...]:
     """Validates a reply document's ``actions`` list (CONTRACT §5)."""
     if not isinstance(doc, dict) or not isinstance(doc.get("actions"), list):

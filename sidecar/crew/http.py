@@ -17,6 +17,7 @@ from sidecar.crew.base import (
     ProbeResult,
     classify_status,
     parse_actions,
+    parse_answer,
 )
 from sidecar.outbound.http11 import Http11, HttpError
 from sidecar.queue.retry import parse_retry_after
@@ -78,7 +79,7 @@ class HttpCrewBackend:
         if status != 200:
             hint = raw.decode("utf-8", "replace") if status < 500 else ""
             raise classify_status(status, retry_after, hint)
-        doc = _json(raw)
+        doc = parse_answer(raw, "crew answer")
         if self.dialect == "chatwootai":
             return Answered(chatwootai_actions(doc), status_code=status)
         return Answered(parse_actions(doc), status_code=status)
@@ -105,13 +106,6 @@ class HttpCrewBackend:
 
     async def close(self) -> None:
         return None
-
-
-def _json(raw: bytes) -> Any:
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise CrewError("crew answer is not JSON", retryable=False, counts_against_backend=False) from exc
 
 
 def chatwootai_body(envelope: dict[str, Any]) -> dict[str, Any]:
