@@ -30,7 +30,7 @@ lock:
 	test -x $(LOCK_VENV)/bin/uv && $(LOCK_VENV)/bin/uv --version | grep -q " $(UV_VERSION)" || \
 		{ $(PYTHON) -m venv $(LOCK_VENV) && $(LOCK_VENV)/bin/pip install --quiet uv==$(UV_VERSION); }
 	$(UV_COMPILE) pyproject.toml -o requirements.lock
-	$(UV_COMPILE) pyproject.toml --extra test requirements-ci.txt -c requirements.lock -o requirements-dev.lock
+	$(UV_COMPILE) pyproject.toml --extra test --extra bench requirements-ci.txt -c requirements.lock -o requirements-dev.lock
 
 run: $(STAMP)
 	$(BIN)/python -m sidecar --demo

@@ -426,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="", help="write the markdown report here (default: print)")
     args = parser.parse_args(argv)
     if args.ancestor and not Path(GUNICORN).exists():
-        print("the ancestor needs flask, gunicorn and requests: pip install -e '.[bench]'", file=sys.stderr)
+        print("the ancestor needs flask, gunicorn and requests: make .venv/.installed (requirements-dev.lock has the bench extra)", file=sys.stderr)
         return 2
     with contextlib.suppress(OSError, AttributeError):
         os.sched_setaffinity(0, {1} if pin(1) else set(range(os.cpu_count() or 1)))
