@@ -73,6 +73,8 @@ class _Opening:
 
 
 Write = Callable[[Tx], Any]
+_APPLY_WAIT = 0.5
+"""Seconds a job whose message may have been posted waits for received webhooks to be applied."""
 """A write to commit later, together with the next one (see ActionApplier.apply)."""
 
 
@@ -231,7 +233,8 @@ class ReplyPoster:
         if earlier is not None:
             verdict = await self._already_posted(job, earlier, content, private)
             if verdict is None:
-                await self._park(job, earlier.started_at + self._echo_grace(),
+                # Until the grace ends, or a moment while webhooks received within it are applied.
+                await self._park(job, max(earlier.started_at + self._echo_grace(), time.time() + _APPLY_WAIT),
                                  "waiting for Chatwoot's echo of a message whose create call dropped")
                 return None
             if verdict is not False:
@@ -267,14 +270,20 @@ class ReplyPoster:
         was not, None if we cannot tell yet."""
         since = record.started_at - 5
         grace = self._echo_grace()
-        seen = await self._state.read(
-            lambda tx: tx.messages.own_message_seen(job.account_id, job.conversation_id, record.content_hash, since))
+        def look(tx: Tx) -> tuple[int | bool | None, float | None]:
+            return (tx.messages.own_message_seen(job.account_id, job.conversation_id, record.content_hash, since),
+                    tx.journal.oldest_unapplied_at())
+
+        seen, unapplied_since = await self._state.read(look)
         if seen is not None:
             return seen
+        # The grace is for the echo's *arrival*: an echo received in time but not applied yet
+        # (another process applies the journal, late on a loaded machine) is still evidence.
+        echo_may_wait = unapplied_since is not None and unapplied_since <= record.started_at + grace
         try:
             listed = await self._chatwoot.list_messages(job.account_id, job.conversation_id)
         except ChatwootError:
-            listed = None if time.time() < record.started_at + grace else []
+            listed = None if echo_may_wait or time.time() < record.started_at + grace else []
             if listed is None:
                 return None
         if listed is not None:
@@ -284,7 +293,7 @@ class ReplyPoster:
                         and _epoch(message.get("created_at")) >= since - 60):
                     return message["id"] if isinstance(message.get("id"), int) else True
             return False
-        if time.time() < record.started_at + grace:
+        if echo_may_wait or time.time() < record.started_at + grace:
             return None
         return False
 

@@ -72,6 +72,10 @@ class Journal:
         now = time.time() if now is None else now
         return JournalBacklog(int(count or 0), max(0.0, now - oldest) if oldest is not None else None)
 
+    def oldest_unapplied_at(self) -> float | None:
+        """When the oldest delivery not applied yet was received (None when all are applied)."""
+        return self.sql.scalar("SELECT received_at FROM deliveries WHERE outcome='pending' ORDER BY id LIMIT 1")
+
     def get(self, delivery_id: str) -> Delivery | None:
         """The latest delivery stored under ``delivery_id`` (its outcome, once applied)."""
         row = self.sql.row(

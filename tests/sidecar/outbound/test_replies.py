@@ -6,11 +6,16 @@ Chatwoot on 127.0.0.1."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
+from sidecar.inbound.apply import ApplySettings, apply_pending, journal
+from sidecar.inbound.payload import peek
 from simulators import FakeChatwoot, FakeCrew
+from simulators.payloads import message_event
 from state import Job
 from tests.sidecar.parts import WORKER, Parts, build_config, customer_writes, wired
 from tests.waiting import wait_until
@@ -126,3 +131,37 @@ async def test_a_refused_create_is_retried_later_without_evidence(tmp_path: Path
         await wait_until(lambda: parts.job(job_id).state == "done", what="the job done")
     assert len(chatwoot.calls("messages")) == 2
     assert chatwoot.replies(conv.display_id) == ["Bom dia! Em que posso ajudar?"]
+
+
+async def test_an_echo_received_in_time_but_not_yet_applied_is_waited_for(
+    tmp_path: Path, chatwoot: FakeChatwoot, crew: FakeCrew
+) -> None:
+    """The grace is for the echo's arrival: Chatwoot's echo of a reply whose create call dropped
+    was journaled within the grace but not applied yet (the journal applier is another process,
+    late on a loaded machine). Past the grace the poster still waits for it instead of posting a
+    second copy, and once it is applied the reply counts as posted, with Chatwoot's id."""
+    async with wired(build_config(tmp_path, chatwoot, crew, {"processing": {"echo_grace_seconds": 1}})) as parts:
+        conv = chatwoot.open_conversation("whatsapp")
+        job_id = await customer_writes(parts, chatwoot, conv, "Oi")
+        chatwoot.drop_after_store_next(1)
+        job = await answered(parts, job_id, [{"type": "reply", "content": "Olá! Em que posso ajudar?"}])
+        assert await parts.poster.apply(job) == "parked"
+        started_at = parts.query(lambda tx: tx.effects.get(job_id, 0)).started_at
+        [echo] = [m for m in conv.messages if m.content == "Olá! Em que posso ajudar?"]
+        body = json.dumps(message_event(conv, echo))
+
+        def journal_echo(tx: Any) -> None:  # acknowledged inside the grace, not applied
+            journal(tx, peek(json.loads(body)), body_text=body, delivery_id=str(uuid.uuid4()), now=started_at + 0.5)
+
+        await parts.state.write(journal_echo)
+        await wait_until(lambda: time.time() > started_at + 1.2, what="the echo grace over")
+        assert await parts.poster.apply(await answered(parts, job_id, list(job.actions or ()))) == "parked"
+        assert len(chatwoot.calls("messages")) == 1  # not posted again
+
+        settings = ApplySettings(inbox_ids=(), debounce_seconds=0.0, debounce_max_seconds=0.0,
+                                 self_user_ids=())
+        await parts.state.write(lambda tx: apply_pending(tx, settings, limit=10))
+        assert await parts.poster.apply(await answered(parts, job_id, list(job.actions or ()))) == "done"
+        record = parts.query(lambda tx: tx.effects.get(job_id, 0))
+    assert len(chatwoot.calls("messages")) == 1 and chatwoot.replies(conv.display_id) == ["Olá! Em que posso ajudar?"]
+    assert record.state == "done" and record.chatwoot_message_id == echo.id
