@@ -18,6 +18,10 @@ SCHEMA_NAME = "connector"
 # only a process crash: WAL + synchronous=FULL (docs/reliability.md). Bookkeeping commits switch
 # to NORMAL (state.sqlite.database): in WAL mode a later FULL commit makes them durable too.
 _WRITER_PRAGMAS = (
+    # Before WAL: on a new file this is what lets retention give freed pages back to the disk
+    # (it must be set before the first table exists). An existing file made without it keeps
+    # its mode until it is converted (state.sqlite.maintenance), which this also prepares.
+    "PRAGMA auto_vacuum=INCREMENTAL",
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=FULL",
     "PRAGMA foreign_keys=ON",

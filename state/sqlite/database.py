@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from state.errors import StateError, StorageUnavailable
 from state.sql import SQLITE, Sql
 from state.sqlite.connect import apply_migrations, check_schema, connect_reader, connect_writer
+from state.sqlite.search import SqliteSearch
 from state.tx import Tx
 
 T = TypeVar("T")
@@ -62,7 +63,8 @@ class SqliteDatabase:
     # -- connection ----------------------------------------------------------------------------
     def _connect(self) -> None:
         self._conn = connect_reader(self.path) if self.readonly else connect_writer(self.path)
-        self._tx = Tx(Sql(self._conn, SQLITE), error_kind)
+        sql = Sql(self._conn, SQLITE)
+        self._tx = Tx(sql, error_kind, SqliteSearch(sql))
         self._synchronous = "FULL"
 
     @property
