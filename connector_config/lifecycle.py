@@ -38,7 +38,7 @@ class RetentionConfig(_Section):
     """Hand-offs a human has answered or been reminded of; hand-offs still waiting are kept."""
     audit_days: Days = 365.0
     """Config changes and operator actions (erasures included)."""
-    metrics_days: Days = 30.0
+    metrics_days: Days = 90.0
     """A metric series (one label set) not incremented for this long is dropped from /metrics."""
     interval_seconds: Seconds(positive=True) = 60.0
     """Pause between pruning passes (each pass also gives freed space back to the disk)."""
