@@ -18,7 +18,7 @@ from typing import Any
 
 from state.errors import StateError
 from state.records import Job, QueueStats
-from state.sql import Sql, dumps, loads_or
+from state.sql import Sql, dumps, loads_or, marks
 from state.vocabulary import DEAD, DISCARDED, IN_FLIGHT, PENDING, TERMINAL_STATES, WAITING
 
 MAX_BURST_MESSAGES = 50
@@ -318,6 +318,25 @@ class Jobs:
         return [Job.from_row(r) for r in self.sql.all(
             "SELECT * FROM jobs WHERE account_id=? AND conversation_id=? ORDER BY id DESC LIMIT ?",
             (account_id, conversation_id, limit))]
+
+    # -- retention ------------------------------------------------------------------------------
+    def prune_finished(self, before: float, limit: int) -> int:
+        """Deletes up to ``limit`` jobs that finished before ``before`` (answered, superseded,
+        cancelled or discarded), with their crew attempts and applied actions. Dead letters and
+        open jobs are never deleted."""
+        ids = self.sql.column(
+            "SELECT id FROM jobs WHERE finished_at<? AND state IN ('done','superseded','cancelled','discarded') "
+            "ORDER BY finished_at LIMIT ?", (before, limit))
+        if not ids:
+            return 0
+        where = f"IN ({marks(len(ids))})"
+        self.sql.execute(f"DELETE FROM crew_attempts WHERE job_id {where}", ids)
+        self.sql.execute(f"DELETE FROM actions_applied WHERE job_id {where}", ids)
+        return self.sql.execute(f"DELETE FROM jobs WHERE id {where}", ids)
+
+    def oldest(self) -> float | None:
+        """When the oldest job kept was created (rowid order is creation order)."""
+        return self.sql.scalar("SELECT created_at FROM jobs ORDER BY id LIMIT 1")
 
     # -- dead letters (console, admin) --------------------------------------------------------
     def dead(self, limit: int = 200, offset: int = 0) -> list[Job]:

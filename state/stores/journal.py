@@ -75,6 +75,17 @@ class Journal:
         return {r["outcome"]: r["n"] for r in self.sql.all(
             "SELECT outcome, count(*) AS n FROM deliveries GROUP BY outcome")}
 
+    # -- retention --------------------------------------------------------------------------
+    def prune(self, before: float, limit: int) -> int:
+        """Deletes up to ``limit`` applied deliveries received before ``before``, oldest first.
+        A delivery not applied yet is never deleted (nothing accepted is ever lost)."""
+        return self.sql.execute(
+            "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries WHERE received_at<? AND outcome<>? "
+            "ORDER BY received_at LIMIT ?)", (before, UNAPPLIED, limit))
+
+    def oldest(self) -> float | None:
+        return self.sql.scalar("SELECT min(received_at) FROM deliveries")
+
     def per_minute(self, since: float) -> list[tuple[int, int]]:
         """(minute epoch, count) buckets of deliveries (any outcome) since ``since``."""
         bucket = self.sql.dialect.minute_bucket("received_at")
