@@ -34,6 +34,7 @@ from state.records import (
 )
 from state.sqlite.connect import SCHEMA_NAME
 from state.sqlite.database import SqliteDatabase
+from state.sqlite.maintenance import StorageFigures
 from state.sqlite.service import SqliteService
 from state.stores.jobs import MAX_BURST_MESSAGES, Route
 from state.tx import Tx
@@ -62,6 +63,6 @@ __all__ = [
     "MAX_BURST_MESSAGES", "SCHEMA_NAME", "ActionRecord", "AuditEntry", "ConversationRow", "CrewAttempt",
     "Database", "DatabaseMissing", "DeadLetter", "Delivery", "Handoff", "Job", "JournalBacklog", "MessageRow",
     "OperatorAction", "PendingDelivery", "QueueStats", "Route", "RoutingDecisionRow", "SchemaMismatch",
-    "StateError", "StateService", "StorageUnavailable", "Tx", "open_database", "open_service", "operator",
+    "StateError", "StateService", "StorageFigures", "StorageUnavailable", "Tx", "open_database", "open_service", "operator",
     "vocabulary",
 ]

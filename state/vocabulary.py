@@ -54,6 +54,11 @@ SELF_USER_IDS: Final = "chatwoot.self_user_ids"
 """Chatwoot user ids the sidecar posts as (learned from create answers)."""
 CREW_IN_FLIGHT: Final = "crew.in_flight"
 """Crew calls in flight per back-end (the worker's semaphores), for /health and the console."""
+RETENTION_STATUS: Final = "retention.status"
+"""The latest retention pass: when, how long, rows pruned per kind, pages given back, its error."""
+SEARCH_PURGE: Final = "search.purge"
+"""Set by an erasure: the filter's index still holds pieces of erased text in old segments until
+they are merged; the worker process merges them away (with zeroing) and clears it."""
 
 # -- when the operator should look -------------------------------------------------------------
 QUEUE_STALE_SECONDS: Final = 900.0

@@ -27,6 +27,9 @@ _WRITER_PRAGMAS = (
     "PRAGMA foreign_keys=ON",
     # Keeps the WAL file from staying large after a burst once it has been checkpointed.
     "PRAGMA journal_size_limit=16777216",
+    # Deleted and overwritten texts are zeroed inside the pages written anyway (no extra I/O):
+    # customer text does not linger in the file's free space (state.sqlite.maintenance).
+    "PRAGMA secure_delete=FAST",
 )
 _BUSY_TIMEOUT_SECONDS = 5.0
 

@@ -251,10 +251,11 @@ class SqliteDatabase:
                 self._drop_connection()
                 raise StorageUnavailable(str(exc)) from exc
 
-    def erase(self, unit: Callable[..., T], *args: Any) -> tuple[T, bool]:
+    def erase(self, unit: Callable[..., T], *args: Any, clear_wal: bool = True) -> tuple[T, bool]:
         """Runs ``unit(tx, *args)`` in a durable transaction that zeroes what it deletes or
-        overwrites in the file, then empties the WAL of older copies of those pages. Returns the
-        unit's result and whether the WAL could be emptied now (else at a later checkpoint)."""
+        overwrites in the file, then (``clear_wal``) empties the WAL of older copies of those
+        pages. Returns the unit's result and whether the WAL is empty now (else it empties at a
+        later checkpoint)."""
         with self._lock:
             maintenance.set_secure_delete(self.conn, True)
             try:
@@ -262,8 +263,14 @@ class SqliteDatabase:
                     result = unit(tx, *args)
             finally:
                 if self._conn is not None:
-                    maintenance.set_secure_delete(self._conn, False)
-            return result, maintenance.clear_wal(self.conn)
+                    maintenance.set_secure_delete(self._conn, maintenance.SECURE_DELETE_DEFAULT)
+            return result, self.clear_wal() if clear_wal else False
+
+    def clear_wal(self) -> bool:
+        """Copies the WAL into the file and empties it; False when a reader or another writer kept
+        it from finishing now."""
+        with self._lock:
+            return maintenance.clear_wal(self.conn)
 
     def change_marker(self) -> int:
         """A number that changes whenever another connection commits (a cheap change check)."""

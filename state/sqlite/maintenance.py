@@ -110,9 +110,15 @@ def convert_if_small(conn: sqlite3.Connection, path: str) -> bool:
     return True
 
 
-def set_secure_delete(conn: sqlite3.Connection, on: bool) -> None:
-    """Whether deleted and overwritten content is zeroed in the file (erasures)."""
-    conn.execute(f"PRAGMA secure_delete={'ON' if on else 'OFF'}")
+SECURE_DELETE_DEFAULT = "FAST"
+"""Every writer zeroes what it deletes or overwrites inside the pages it writes anyway (no extra
+I/O), so old texts do not linger in the file's free space; an erasure also zeroes whole freed pages."""
+
+
+def set_secure_delete(conn: sqlite3.Connection, mode: bool | str) -> None:
+    """``True`` (erasures: also freed pages), ``"FAST"`` (the default) or ``False``."""
+    value = ("ON" if mode else "OFF") if isinstance(mode, bool) else mode
+    conn.execute(f"PRAGMA secure_delete={value}")
 
 
 def clear_wal(conn: sqlite3.Connection) -> bool:
