@@ -138,6 +138,28 @@ class Conversations:
         return self.sql.all(f"SELECT * FROM conversations {clause} {RECENT_FIRST} LIMIT ? OFFSET ?",
                             [*params, limit, offset])
 
+    # -- erasure ----------------------------------------------------------------------------
+    def of_contact(self, contact_id: int, account_id: int | None = None) -> list[tuple[int, int, int]]:
+        """(account id, conversation id, row id) of the contact's conversations."""
+        extra, params = (" AND account_id=?", [account_id]) if account_id is not None else ("", [])
+        return [(r["account_id"], r["conversation_id"], r["id"]) for r in self.sql.all(
+            f"SELECT account_id, conversation_id, id FROM conversations WHERE contact_id=?{extra} ORDER BY id",
+            [contact_id, *params])]
+
+    def numbered(self, conversation_id: int, account_id: int | None = None) -> list[tuple[int, int, int]]:
+        """(account id, conversation id, row id) of the conversations with this number (one per account)."""
+        extra, params = (" AND account_id=?", [account_id]) if account_id is not None else ("", [])
+        return [(r["account_id"], r["conversation_id"], r["id"]) for r in self.sql.all(
+            f"SELECT account_id, conversation_id, id FROM conversations WHERE conversation_id=?{extra} ORDER BY id",
+            [conversation_id, *params])]
+
+    def erase(self, account_id: int, conversation_id: int) -> int:
+        """Forgets who the customer is and what they last wrote (the row, its ids and counts stay)."""
+        return self.sql.execute(
+            "UPDATE conversations SET contact_name='', contact_json='{}', last_message_preview='' "
+            "WHERE account_id=? AND conversation_id=?",
+            (account_id, conversation_id))
+
     def count(self) -> int:
         return int(self.sql.scalar("SELECT count(*) FROM conversations") or 0)
 

@@ -29,6 +29,12 @@ class Decisions:
             "status_code, error) VALUES (?,?,?,?,?,?,?,?,?,?)",
             (job_id, request_id, crew, backend, attempt, started_at, duration, outcome, status_code, error))
 
+    # -- erasure ----------------------------------------------------------------------------
+    def erase(self, account_id: int, conversation_id: int) -> int:
+        """Blanks the decisions' reasons (a decision engine's reason may quote the message)."""
+        return self.sql.execute("UPDATE routing_decisions SET reason='' WHERE account_id=? AND conversation_id=?",
+                                (account_id, conversation_id))
+
     # -- retention --------------------------------------------------------------------------
     def prune(self, before: float, limit: int) -> int:
         """Deletes up to ``limit`` routing decisions made before ``before``, except those of a

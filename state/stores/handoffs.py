@@ -48,6 +48,11 @@ class Handoffs:
             "UPDATE handoffs SET reminded_at=?, escalated_at=? WHERE id=? AND reminded_at IS NULL",
             (now, now if escalated else None, handoff_id)) == 1
 
+    def erase(self, account_id: int, conversation_id: int) -> int:
+        """Blanks the hand-offs' reasons (a crew's words); categories and clocks stay."""
+        return self.sql.execute("UPDATE handoffs SET reason='' WHERE account_id=? AND conversation_id=?",
+                                (account_id, conversation_id))
+
     def prune(self, before: float, limit: int) -> int:
         """Deletes up to ``limit`` hand-offs made before ``before`` that a human answered or the
         watchdog reminded the team of; one still waiting for a human is never deleted."""

@@ -319,6 +319,24 @@ class Jobs:
             "SELECT * FROM jobs WHERE account_id=? AND conversation_id=? ORDER BY id DESC LIMIT ?",
             (account_id, conversation_id, limit))]
 
+    # -- erasure ------------------------------------------------------------------------------
+    def erase(self, account_id: int, conversation_id: int, reason: str, now: float) -> tuple[int, int, int]:
+        """Forgets what a conversation's jobs carried (envelope, crew answer, error text). Its open
+        jobs are cancelled (there is nothing left to answer) and its dead letters discarded
+        (nothing left to retry). Returns (jobs, cancelled, discarded)."""
+        where = " WHERE account_id=? AND conversation_id=?"
+        ids = (account_id, conversation_id)
+        cancelled = self.sql.execute(
+            "UPDATE jobs SET state='cancelled', outcome='cancelled', finished_at=?, lease_owner=NULL, "
+            f"lease_expires_at=NULL, updated_at=?{where} AND state IN ('pending','in_flight','waiting')",
+            (now, now, *ids))
+        discarded = self.sql.execute(f"UPDATE jobs SET state='{DISCARDED}', updated_at=?{where} AND state='dead'",
+                                     (now, *ids))
+        self.sql.execute(f"UPDATE crew_attempts SET error='' WHERE job_id IN (SELECT id FROM jobs{where})", ids)
+        jobs = self.sql.execute(f"UPDATE jobs SET envelope=NULL, actions=NULL, last_error=?, updated_at=?{where}",
+                                (reason, now, *ids))
+        return jobs, cancelled, discarded
+
     # -- retention ------------------------------------------------------------------------------
     def prune_finished(self, before: float, limit: int) -> int:
         """Deletes up to ``limit`` jobs that finished before ``before`` (answered, superseded,

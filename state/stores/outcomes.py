@@ -27,6 +27,12 @@ class Outcomes:
             "INSERT INTO outcomes(at, account_id, conversation_id, crew, rule, kind, value, detail) "
             "VALUES (?,?,?,?,?,?,?,?)", (now, account_id, conversation_id, crew, rule, kind, value, detail))
 
+    def erase(self, account_id: int, conversation_id: int) -> int:
+        """Blanks the texts events carry (a shadow crew's answer); kinds, values and counts stay."""
+        return self.sql.execute(
+            "UPDATE outcomes SET detail='' WHERE account_id=? AND conversation_id=? AND kind='shadow'",
+            (account_id, conversation_id))
+
     def prune(self, before: float, limit: int) -> int:
         """Deletes up to ``limit`` events recorded before ``before``, oldest first."""
         return self.sql.execute(
