@@ -200,6 +200,10 @@ class Runtime:
         self._spawn("health-probes", self.health.run())
         self._spawn("config-watcher", self.config_manager.watch())
         await self.config_manager.publish()
+        # This process's row at once, not a beat later: tools that must not run beside a sidecar
+        # (restore, compact) look for it, and the sidecar says it is ready only after this.
+        with contextlib.suppress(StorageUnavailable):
+            await self.flush()
 
     def _spawn(self, name: str, coro: Awaitable[Any]) -> None:
         self._tasks.append(asyncio.ensure_future(coro))

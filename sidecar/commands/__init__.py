@@ -2,6 +2,7 @@
 
 - ``forget --contact-id N | --conversation-id N [--account-id N]``: erase a person's content
   (:mod:`sidecar.commands.forget`);
+- ``backup FILE``, ``restore FILE``, ``compact``: the state file (:mod:`sidecar.commands.files`).
 
 Each reads the same config as the sidecar (``--config``, else ``$SIDECAR_CONFIG``, else
 ./config.yaml; ``--db`` names the state file directly) and works on the state through ``state``
@@ -21,7 +22,7 @@ from typing import NoReturn
 
 from sidecar.config import ConfigError, load_config
 
-COMMANDS = ("forget",)
+COMMANDS = ("forget", "backup", "restore", "compact")
 
 
 class Refused(Exception):
@@ -93,9 +94,11 @@ def _alive(pid: int) -> bool:
 
 def run(argv: list[str]) -> int:
     """Runs ``argv[0]`` (one of COMMANDS) with the rest of the arguments; the exit status."""
-    from sidecar.commands import forget
+    from sidecar.commands import files, forget
 
-    handlers: dict[str, Callable[[str, list[str]], str]] = {"forget": forget.main}
+    handlers: dict[str, Callable[[str, list[str]], str]] = {
+        "forget": forget.main, "backup": files.backup_main, "restore": files.restore_main,
+        "compact": files.compact_main}
     command, rest = argv[0], argv[1:]
     try:
         print(handlers[command](command, rest))

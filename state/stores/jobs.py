@@ -180,6 +180,11 @@ class Jobs:
             "UPDATE jobs SET lease_expires_at=? WHERE lease_owner=? AND state='in_flight' AND lease_expires_at>=?",
             (until, owner, now))
 
+    def expire_leases(self) -> int:
+        """Ends every lease (after a restore the workers that held them are gone): the next worker
+        takes those jobs over at once, as after a crash."""
+        return self.sql.execute("UPDATE jobs SET lease_expires_at=0 WHERE state='in_flight'")
+
     def extend_lease(self, job_id: int, owner: str, until: float) -> bool:
         return self._fenced("UPDATE jobs SET lease_expires_at=?", (until,), job_id, owner)
 
