@@ -7,12 +7,14 @@ conversation's number); this module only finds the same page sooner than a scan:
 1. A term of one or two characters: the trigram index cannot help, the scan can (such a term
    matches most rows, so the scan stops early).
 2. The most recent ``RECENT_ROWS`` conversations are checked first: a term that fills the page
-   there (a common word) needs nothing else.
-3. Otherwise the index names its candidates (every conversation whose text contains the term,
-   ignoring case for every letter) plus the conversations changed since they were last indexed
-   (``search_dirty``), and the page is taken among those, each checked by the filter itself.
-   When there are more than ``MAX_CANDIDATES`` of them, the scan is the quicker way (the term is
-   common enough for the scan to stop early).
+   there (a common word) needs nothing else; one found there often enough to fill the page within
+   ``SCAN_ROWS`` more rows is common enough for the scan, which goes on from there.
+3. Otherwise (a rare term) the index names its candidates (every conversation whose text
+   contains the term, ignoring case for every letter) plus the conversations changed since they
+   were last indexed (``search_dirty``), and the page is taken among those, each checked by the
+   filter itself.
+   When the index finds more than ``MAX_CANDIDATES``, the scan is the quicker way (the term is
+   common enough for the scan to stop early); so it is with more than ``MAX_CHANGED`` changed.
 
 Whichever way is taken, the rows are those the plain scan would return, in the same order.
 
@@ -29,10 +31,18 @@ from typing import Any
 from state.sql import Sql, marks
 from state.stores.conversations import RECENT_FIRST, search_term, text_match
 
-RECENT_ROWS = 2000
+RECENT_ROWS = 1000
 """Most recent conversations checked before the index is asked (a common term stops here)."""
-MAX_CANDIDATES = 5000
-"""More candidates than this: a scan finds the page sooner than checking them all."""
+SCAN_ROWS = 5000
+"""A term whose matches in the recent window promise the rest of the page within this many more
+rows (at the same rate) is left to the scan: a few milliseconds, and the index would list
+thousands."""
+MAX_CANDIDATES = 500
+"""More candidates than this: the term is common enough for the scan to find the page sooner (and
+the index stops looking as soon as it has found this many)."""
+MAX_CHANGED = 20000
+"""More conversations than this waiting to be indexed (the sidecar is not running, or is far
+behind): checking them all would cost about as much as the scan."""
 _MIN_TRIGRAM = 3
 
 
@@ -63,32 +73,53 @@ class SqliteSearch:
         """The page the filter ``text`` plus the conditions ``where`` select, most recent first."""
         match, match_params = text_match(self.sql.dialect, text)
         term = search_term(text)
-        base = f"WHERE {' AND '.join(where)}" if where else ""
-        if len(term) >= _MIN_TRIGRAM:
-            rows = self.sql.all(
-                f"SELECT * FROM (SELECT * FROM conversations {base} {RECENT_FIRST} LIMIT ?) recent "
-                f"WHERE {match} {RECENT_FIRST} LIMIT ? OFFSET ?",
-                [*params, RECENT_ROWS, *match_params, limit, offset])
-            if len(rows) == limit:
-                return rows
+        wanted = offset + limit
+        if len(term) < _MIN_TRIGRAM:
+            return self._select([*where, match], [*params, *match_params], limit, offset)
+        window = self._window(where, params)
+        if window is None:  # no recency range to split on: the scan, plainly
+            return self._select([*where, match], [*params, *match_params], limit, offset)
+        recent = self._select([*where, "last_message_at>=?", match], [*params, window, *match_params], wanted, 0)
+        if len(recent) == wanted:
+            return recent[offset:]  # the window held the whole page (a common term)
+        if (wanted - len(recent)) * RECENT_ROWS > len(recent) * SCAN_ROWS:
+            # Rare in the recent rows (the scan would likely go through more than SCAN_ROWS rows to
+            # fill the page): the index names the few candidates sooner.
             candidates = self.candidates(term, text)
             if candidates is not None:
                 sources, source_params = candidates
-                conditions = [f"id IN ({sources})", *where, match]
-                return self.sql.all(
-                    f"SELECT * FROM conversations WHERE {' AND '.join(conditions)} {RECENT_FIRST} LIMIT ? OFFSET ?",
-                    [*source_params, *params, *match_params, limit, offset])
-        conditions = [*where, match]
+                return self._select([f"id IN ({sources})", *where, match],
+                                    [*source_params, *params, *match_params], limit, offset)
+        # Common enough for the scan to stop early: it goes on where the window ended, then to the
+        # conversations without a message yet (they come last).
+        rows = recent + self._select([*where, "last_message_at<?", match], [*params, window, *match_params],
+                                     wanted - len(recent), 0)
+        if len(rows) < wanted:
+            rows += self._select([*where, "last_message_at IS NULL", match], [*params, *match_params],
+                                 wanted - len(rows), 0)
+        return rows[offset:]
+
+    def _select(self, conditions: Sequence[str], params: Sequence[Any], limit: int,
+                offset: int) -> list[dict[str, Any]]:
         return self.sql.all(f"SELECT * FROM conversations WHERE {' AND '.join(conditions)} {RECENT_FIRST} "
-                            "LIMIT ? OFFSET ?", [*params, *match_params, limit, offset])
+                            "LIMIT ? OFFSET ?", [*params, limit, offset])
+
+    def _window(self, where: Sequence[str], params: Sequence[Any]) -> float | None:
+        """Where the most recent RECENT_ROWS conversations (of those ``where`` allows) end: their
+        oldest last-message time (the window is that range of the recency index, so a scan of it
+        stops at the page's last row). None when there is no such range: fewer conversations than
+        the window (the scan is quick), or conversations without a message yet within it."""
+        base = f"WHERE {' AND '.join(where)}" if where else ""
+        edge = self.sql.one(f"SELECT last_message_at AS at FROM conversations {base} {RECENT_FIRST} LIMIT 1 OFFSET ?",
+                            [*params, RECENT_ROWS - 1])
+        return None if edge is None else edge["at"]
 
     def candidates(self, term: str, text: str) -> tuple[str, list[Any]] | None:
         """A subquery naming every conversation that may match (and its parameters), or None when
         there are too many for checking them to beat a scan."""
         found = self.sql.column("SELECT rowid FROM conversation_search WHERE conversation_search MATCH ? LIMIT ?",
                                 (_phrase(term), MAX_CANDIDATES + 1))
-        changed = int(self.sql.scalar("SELECT count(*) FROM search_dirty") or 0)
-        if len(found) + changed > MAX_CANDIDATES:
+        if len(found) > MAX_CANDIDATES or self.pending() > MAX_CHANGED:
             return None
         sources = ["SELECT rowid FROM conversation_search WHERE conversation_search MATCH ?",
                    "SELECT id FROM search_dirty"]

@@ -75,13 +75,27 @@ def test_every_query_finds_what_the_like_scan_finds(seeded: Database, phase: str
                 tx.conversations.upsert(account, number, 2000.0, contact_name=name, last_message_preview=word)
         seeded.write(change)
         assert seeded.read(lambda tx: tx.search.pending()) > 0
-    for recent, candidates in ((search.RECENT_ROWS, search.MAX_CANDIDATES), (10, 1000), (0, 30)):
+    taken: dict[str, int] = {}
+    select = search.SqliteSearch._select
+
+    def spy(self: search.SqliteSearch, conditions: Any, *args: Any) -> Any:
+        path = ("candidates" if conditions[0].startswith("id IN") else "after the window"
+                if "last_message_at<?" in conditions else "window" if "last_message_at>=?" in conditions else "scan")
+        taken[path] = taken.get(path, 0) + 1
+        return select(self, conditions, *args)
+    monkeypatch.setattr(search.SqliteSearch, "_select", spy)
+    for recent, scan, candidates, changed in ((search.RECENT_ROWS, search.SCAN_ROWS, search.MAX_CANDIDATES,
+                                                search.MAX_CHANGED), (10, 0, 1000, 1000), (1, 0, 30, 1000),
+                                               (50, 0, 1000, 10), (100, 40, 1000, 1000)):
         monkeypatch.setattr(search, "RECENT_ROWS", recent)
+        monkeypatch.setattr(search, "SCAN_ROWS", scan)
         monkeypatch.setattr(search, "MAX_CANDIDATES", candidates)
+        monkeypatch.setattr(search, "MAX_CHANGED", changed)
         for query in QUERIES:
             for filters in ({}, {"channel": "whatsapp"}, {"limit": 7, "offset": 7}, {"limit": 3, "offset": 40}):
                 indexed, scanned = _both(seeded, query, **filters)
-                assert indexed == scanned, (query, filters, recent, candidates)
+                assert indexed == scanned, (query, filters, recent, scan, candidates, changed)
+    assert set(taken) == {"candidates", "after the window", "window", "scan"}, taken  # every path was taken
 
 
 def test_case_and_accents_follow_like(seeded: Database) -> None:
