@@ -78,15 +78,21 @@ class RetentionLoop:
         settings = self._config().retention
         now = self._clock()
         ttl = max(3 * settings.interval_seconds, 120.0)
-        held = await self._state.write(lambda tx: tx.processes.hold(LEASE, self._owner, now, ttl))
-        if not held:
+        if not await self._hold(ttl):
             return None
         started = time.monotonic()
+        renewed = started
         pruned: dict[str, int] = {}
         batches = 0
         limits = cutoffs({kind: settings.days(kind) for kind in KINDS}, now)
         for kind, before in limits.items():
             while True:
+                if time.monotonic() - renewed > ttl / 3:
+                    # A long pass (a first one over months of rows) keeps its lease, or stops if it
+                    # lost it: never two passes at once.
+                    if not await self._hold(ttl):
+                        return None
+                    renewed = time.monotonic()
                 deleted = await self._paced(self._state.write(prune_batch, kind, before, settings.batch_rows))
                 batches += 1
                 if deleted:
@@ -109,6 +115,10 @@ class RetentionLoop:
             log_event(log, "retention.pass", seconds=report["seconds"], pages_given_back=given_back or None,
                       **{f"pruned_{kind}": n for kind, n in pruned.items()})
         return report
+
+    async def _hold(self, ttl: float) -> bool:
+        now = self._clock()
+        return bool(await self._state.write(lambda tx: tx.processes.hold(LEASE, self._owner, now, ttl)))
 
     async def _paced(self, step: Awaitable[int]) -> int:
         """One step of the pass, then a breather as long as the step took: webhooks and the queue

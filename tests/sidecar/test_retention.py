@@ -3,6 +3,7 @@ letters and open work, gives space back, and /health and /metrics show the size 
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -96,3 +97,29 @@ async def test_the_filter_index_catches_up_in_the_background(sidecar_factory: Si
 
 async def _async(value: Any) -> Any:
     return value
+
+
+async def test_one_pass_at_a_time_per_state(tmp_path: Path) -> None:
+    """Two worker processes (two owners on one state): only the lease holder prunes; once it hands
+    the lease on at shutdown, the other one does."""
+    from connector_config import Config
+    from sidecar.ops.metrics import Metrics
+    from sidecar.ops.retention import RetentionLoop
+    from sidecar.queue.pacing import unpaced
+    from state import open_service
+
+    path = tmp_path / "data" / "connector.db"
+    seed_history(path, deliveries=3)
+    service = open_service(str(path))
+    try:
+        loops = [RetentionLoop(config=Config, state=service, metrics=Metrics(), pacing=unpaced(), owner=owner)
+                 for owner in ("worker-a", "worker-b")]
+        first = await loops[0].pass_once()
+        assert first is not None and first["pruned"]["deliveries"] == 3
+        assert await loops[1].pass_once() is None  # worker-a holds the lease
+        assert await loops[0].pass_once() is not None  # the holder keeps it
+        await loops[0].release()
+        second = await loops[1].pass_once()
+        assert second is not None and second["pruned"] == {}
+    finally:
+        await asyncio.to_thread(service.close)
