@@ -6,8 +6,9 @@ the ``retention`` lease (``processes.hold``), so several worker processes or a r
 twice at once.
 
 A pass visits each kind of row (``state.retention.KINDS``) with its own age limit and deletes in
-batches of ``retention.batch_rows`` rows, each batch one short write through the same writer as
-everything else: a webhook waits at most one batch. Between batches the pass steps back like the
+batches of at most ``retention.batch_rows`` rows, sized so each takes about ``BATCH_SECONDS``, each
+batch one short write through the same writer as everything else: a webhook waits at most one
+batch. Between batches the pass steps back like the
 other background work (``Pacing.yield_to_intake``) and pauses as long as the batch took, so it
 never uses more than about half of the writer. Then it gives the freed pages back to the disk the
 same way (SQLite's incremental vacuum, ``VACUUM_STEP_PAGES`` at a time), and records what it did
@@ -32,6 +33,11 @@ from state.vocabulary import RETENTION_STATUS
 
 log = get_logger()
 LEASE = "retention"
+FIRST_BATCH_ROWS = 100
+"""Rows in a kind's first batch; the next ones grow (up to ``retention.batch_rows``) while a batch
+takes under half of BATCH_SECONDS, and shrink while it takes more."""
+BATCH_SECONDS = 0.01
+"""What one batch may take (the writer's pause a webhook may meet)."""
 VACUUM_STEP_PAGES = 256
 """Pages given back per write transaction (1 MiB with 4 KiB pages: a few milliseconds)."""
 PRUNED_TOTAL = "connector_retention_pruned_total"
@@ -85,7 +91,9 @@ class RetentionLoop:
         pruned: dict[str, int] = {}
         batches = 0
         limits = cutoffs({kind: settings.days(kind) for kind in KINDS}, now)
+        slowest = 0.0
         for kind, before in limits.items():
+            size = min(FIRST_BATCH_ROWS, settings.batch_rows)
             while True:
                 if time.monotonic() - renewed > ttl / 3:
                     # A long pass (a first one over months of rows) keeps its lease, or stops if it
@@ -93,13 +101,23 @@ class RetentionLoop:
                     if not await self._hold(ttl):
                         return None
                     renewed = time.monotonic()
-                deleted = await self._paced(self._state.write(prune_batch, kind, before, settings.batch_rows))
+                step_started = time.monotonic()
+                deleted = await self._paced(self._state.write(prune_batch, kind, before, size))
+                took = time.monotonic() - step_started
+                slowest = max(slowest, took)
                 batches += 1
                 if deleted:
                     pruned[kind] = pruned.get(kind, 0) + deleted
                     self._metrics.inc(PRUNED_TOTAL, float(deleted), kind=kind)
-                if deleted < settings.batch_rows:
+                if deleted < size:
                     break
+                # Rows cost differently (a webhook body is kilobytes, an outcome a few bytes): the
+                # batch follows what one takes, so a waiting webhook never waits much longer than
+                # BATCH_SECONDS.
+                if took > BATCH_SECONDS:
+                    size = max(1, size // 2)
+                elif took < BATCH_SECONDS / 2:
+                    size = min(settings.batch_rows, size * 2)
         await self._state.write(lambda tx: tx.processes.forget_stale(now))
         given_back = 0
         while True:
@@ -108,7 +126,8 @@ class RetentionLoop:
             if freed < VACUUM_STEP_PAGES:
                 break
         report = {"at": now, "seconds": round(time.monotonic() - started, 3), "pruned": pruned, "batches": batches,
-                  "pages_given_back": given_back, "kept_forever": sorted(set(KINDS) - set(limits))}
+                  "slowest_batch_ms": round(slowest * 1000, 1), "pages_given_back": given_back,
+                  "kept_forever": sorted(set(KINDS) - set(limits))}
         await self._state.write(lambda tx: tx.documents.put(RETENTION_STATUS, report, self._clock()))
         self.passes += 1
         if pruned or given_back:
