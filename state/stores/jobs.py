@@ -347,9 +347,10 @@ class Jobs:
         """Deletes up to ``limit`` jobs that finished before ``before`` (answered, superseded,
         cancelled or discarded), with their crew attempts and applied actions. Dead letters and
         open jobs are never deleted."""
+        # Only finished jobs have a finished_at (a retried dead letter loses its own), so "not dead"
+        # is every prunable state; written this way the finished_at index drives the scan.
         ids = self.sql.column(
-            "SELECT id FROM jobs WHERE finished_at<? AND state IN ('done','superseded','cancelled','discarded') "
-            "ORDER BY finished_at LIMIT ?", (before, limit))
+            "SELECT id FROM jobs WHERE finished_at<? AND state<>'dead' ORDER BY finished_at LIMIT ?", (before, limit))
         if not ids:
             return 0
         where = f"IN ({marks(len(ids))})"
