@@ -94,11 +94,11 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-def batch_costs(db: Database, now: float) -> list[str]:
+def batch_costs(db: Database, now: float, sizes: tuple[int, ...]) -> list[str]:
     lines = ["| kind | rows per batch | batch p50 ms | batch p95 ms |", "|---|---|---|---|"]
     for kind, before in (("deliveries", now - 7 * DAY), ("jobs", now - 30 * DAY), ("messages", now - 90 * DAY),
                          ("decisions", now - 30 * DAY), ("outcomes", now - 30 * DAY)):
-        for size in (50, 200, 500):
+        for size in sizes:
             times, rows = [], 0
             for _ in range(5):
                 started = time.perf_counter()
@@ -166,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deliveries", type=int, default=100_000)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--batch-sizes", default="50,200,500", help="rows per batch timed for each kind")
     args = parser.parse_args(argv)
     import sqlite3
 
@@ -181,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
               f"decisions, outcomes) and {args.deliveries:,} messages in {time.perf_counter() - started:.0f}s: "
               f"{os.path.getsize(path) / 2**20:.0f} MiB")
         print()
-        for line in batch_costs(db, now):
+        for line in batch_costs(db, now, tuple(int(n) for n in args.batch_sizes.split(","))):
             print(line)
         steps = []
         for _ in range(20):

@@ -8,10 +8,9 @@ twice at once.
 A pass visits each kind of row (``state.retention.KINDS``) with its own age limit and deletes in
 batches of at most ``retention.batch_rows`` rows, sized so each takes about ``BATCH_SECONDS``, each
 batch one short write through the same writer as everything else: a webhook waits at most one
-batch. Between batches the pass steps back like the
-other background work (``Pacing.yield_to_intake``) and pauses as long as the batch took, so it
-never uses more than about half of the writer. Then it gives the freed pages back to the disk the
-same way (SQLite's incremental vacuum, ``VACUUM_STEP_PAGES`` at a time), and records what it did
+batch. Between batches the pass steps back like the other background work
+(``Pacing.yield_to_intake``) and pauses twice as long as the batch took, so it never uses more
+than about a third of the writer. Then it gives the freed pages back to the disk the same way (SQLite's incremental vacuum, ``VACUUM_STEP_PAGES`` at a time), and records what it did
 (``retention.status`` in the kv table, counters ``connector_retention_pruned_total{kind}``).
 """
 
@@ -38,8 +37,8 @@ FIRST_BATCH_ROWS = 100
 takes under half of BATCH_SECONDS, and shrink while it takes more."""
 BATCH_SECONDS = 0.01
 """What one batch may take (the writer's pause a webhook may meet)."""
-VACUUM_STEP_PAGES = 256
-"""Pages given back per write transaction (1 MiB with 4 KiB pages: a few milliseconds)."""
+VACUUM_STEP_PAGES = 64
+"""Pages given back per write transaction (256 KiB with 4 KiB pages: a few milliseconds)."""
 PRUNED_TOTAL = "connector_retention_pruned_total"
 
 
@@ -101,9 +100,7 @@ class RetentionLoop:
                     if not await self._hold(ttl):
                         return None
                     renewed = time.monotonic()
-                step_started = time.monotonic()
-                deleted = await self._paced(self._state.write(prune_batch, kind, before, size))
-                took = time.monotonic() - step_started
+                deleted, took = await self._paced(self._state.write(prune_batch, kind, before, size))
                 slowest = max(slowest, took)
                 batches += 1
                 if deleted:
@@ -121,7 +118,7 @@ class RetentionLoop:
         await self._state.write(lambda tx: tx.processes.forget_stale(now))
         given_back = 0
         while True:
-            freed = await self._paced(self._state.call(lambda db: db.give_back(VACUUM_STEP_PAGES)))
+            freed, _took = await self._paced(self._state.call(lambda db: db.give_back(VACUUM_STEP_PAGES)))
             given_back += freed
             if freed < VACUUM_STEP_PAGES:
                 break
@@ -139,14 +136,16 @@ class RetentionLoop:
         now = self._clock()
         return bool(await self._state.write(lambda tx: tx.processes.hold(LEASE, self._owner, now, ttl)))
 
-    async def _paced(self, step: Awaitable[int]) -> int:
-        """One step of the pass, then a breather as long as the step took: webhooks and the queue
-        always get at least half of the writer (the pacing also steps back while they wait)."""
+    async def _paced(self, step: Awaitable[int]) -> tuple[int, float]:
+        """One step of the pass (its result and how long it took), then a breather twice as long:
+        webhooks and the queue always get at least two thirds of the writer (the pacing also steps
+        back while they wait)."""
         await self._pacing.yield_to_intake()
         started = time.monotonic()
         result = await step
-        await asyncio.sleep(time.monotonic() - started)
-        return result
+        took = time.monotonic() - started
+        await asyncio.sleep(2 * took)
+        return result, took
 
 
 async def read_storage(state: StateService) -> tuple[StorageFigures, OldestRows, dict[str, Any] | None]:

@@ -123,3 +123,20 @@ async def test_one_pass_at_a_time_per_state(tmp_path: Path) -> None:
         assert second is not None and second["pruned"] == {}
     finally:
         await asyncio.to_thread(service.close)
+
+
+def test_a_file_that_cannot_give_space_back_says_how_to_fix_it() -> None:
+    """/health's storage check (and, from it, the warnings) names `compact` for an old file."""
+    from sidecar.ops.retention import storage_check
+    from state import StorageFigures
+    from state.retention import OldestRows
+
+    old = StorageFigures(file_bytes=300 * 2**20, wal_bytes=0, page_size=4096, pages=76800, free_pages=1000,
+                         auto_vacuum="none")
+    check = storage_check(old, OldestRows({"jobs": 100.0, "messages": None}), None, now=200.0)
+    assert check["status"] == "ok" and "python -m sidecar compact" in check["detail"] and "300 MiB" in check["detail"]
+    assert (check["oldest_row_kind"], check["oldest_row_age_seconds"]) == ("jobs", 100.0)
+    assert check["reusable_bytes"] == 1000 * 4096 and check["last_pass_at"] is None
+    fine = StorageFigures(file_bytes=2**20, wal_bytes=2**20, page_size=4096, pages=256, free_pages=0,
+                          auto_vacuum="incremental")
+    assert storage_check(fine, OldestRows({}), {"at": 150.0}, now=200.0)["detail"] == "2.0 MiB"
