@@ -11,7 +11,7 @@ then:
 
 1. times single batches of each kind at several batch sizes (what one pause of the writer costs);
 2. runs the sidecar's own ``RetentionLoop`` pass (the default config: batches up to 500 rows sized
-   to about 10 ms, paced) through the
+   to about 5 ms, paced) through the
    sidecar's ``SqliteService`` while a simulated intake commits webhook rows at ``--rate`` per
    second through the same writer (durable, urgent: exactly what ``POST /webhook/chatwoot`` waits
    for) and a console-like reader refreshes the conversations page 10 times a second; and again
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         busy = asyncio.run(intake_and_console(path, args.seconds, args.rate, prune=True))
         report = busy["report"] or {}
         size_after = os.path.getsize(path) / 2**20
-        print(f"\nA whole pass (batches of 500, paced) during {args.seconds:.0f} s of intake at {args.rate:.0f}/s "
+        print(f"\nA whole pass (the default config: batches of up to 500 rows sized to ~5 ms, paced) during {args.seconds:.0f} s of intake at {args.rate:.0f}/s "
               f"and console refreshes at 10/s: it pruned {sum((report.get('pruned') or {}).values()):,} rows in "
               f"{report.get('batches', 0)} batches and gave back {report.get('pages_given_back', 0):,} pages in "
               f"{report.get('seconds', 0):.1f} s (slowest batch {report.get('slowest_batch_ms', 0):.0f} ms); the file "

@@ -43,7 +43,7 @@ class RetentionConfig(_Section):
     interval_seconds: Seconds(positive=True) = 60.0
     """Pause between pruning passes (each pass also gives freed space back to the disk)."""
     batch_rows: Int(1, 100000) = 500
-    """Most rows deleted per transaction; batches are made smaller while one takes over 10 ms, so
+    """Most rows deleted per transaction; batches are made smaller while one takes over 5 ms, so
     every pause of intake stays short."""
 
     def days(self, kind: str) -> float:

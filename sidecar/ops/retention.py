@@ -32,10 +32,10 @@ from state.vocabulary import RETENTION_STATUS
 
 log = get_logger()
 LEASE = "retention"
-FIRST_BATCH_ROWS = 100
+FIRST_BATCH_ROWS = 25
 """Rows in a kind's first batch; the next ones grow (up to ``retention.batch_rows``) while a batch
 takes under half of BATCH_SECONDS, and shrink while it takes more."""
-BATCH_SECONDS = 0.01
+BATCH_SECONDS = 0.005
 """What one batch may take (the writer's pause a webhook may meet)."""
 VACUUM_STEP_PAGES = 64
 """Pages given back per write transaction (256 KiB with 4 KiB pages: a few milliseconds)."""
@@ -109,7 +109,7 @@ class RetentionLoop:
                 if deleted < size:
                     break
                 # Rows cost differently (a webhook body is kilobytes, an outcome a few bytes): the
-                # batch follows what one takes, so a waiting webhook never waits much longer than
+                # batch follows what one takes, so a waiting webhook seldom waits much longer than
                 # BATCH_SECONDS.
                 if took > BATCH_SECONDS:
                     size = max(1, size // 2)
