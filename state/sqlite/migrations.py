@@ -326,7 +326,7 @@ in its row, one per line (a filter has no line break, so no match spans two of t
 
 @MIGRATIONS(name="0005_lifecycle")
 def m0005_lifecycle(db: Database) -> None:
-    """Months in production: indexes that let retention find old rows without a scan, and a
+    """Months in production: indexes that let retention and erasure find rows without a scan, and a
     trigram full-text index of the conversations for the console's filter.
 
     The index (``conversation_search``, FTS5 over the ``conversation_docs`` view, no copy of the
@@ -343,6 +343,9 @@ def m0005_lifecycle(db: Database) -> None:
         "CREATE INDEX idx_handoffs_at ON handoffs(at)",
         # The filter's conversation-number match ("1234") without a scan.
         "CREATE INDEX idx_conversations_number ON conversations(conversation_id)",
+        # An erasure finds a conversation's raw deliveries, and a contact's own events (no
+        # conversation), without reading every stored webhook.
+        "CREATE INDEX idx_deliveries_conversation ON deliveries(conversation_id)",
         f"CREATE VIEW conversation_docs AS SELECT id, {SEARCH_DOC.format(t='')} AS doc FROM conversations",
         "CREATE VIRTUAL TABLE conversation_search USING fts5(doc, content='conversation_docs', content_rowid='id', "
         "tokenize='trigram')",

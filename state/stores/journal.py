@@ -11,8 +11,11 @@ import time
 from collections.abc import Sequence
 
 from state.records import Delivery, JournalBacklog, PendingDelivery
-from state.sql import Sql, loads_or
+from state.sql import Sql, loads_or, marks
 from state.vocabulary import UNAPPLIED
+
+CONTACT_EVENTS = ("contact_created", "contact_updated")
+"""Chatwoot's events about a contact itself (no conversation; the payload is the contact)."""
 
 
 class Journal:
@@ -88,8 +91,8 @@ class Journal:
         """Blanks the payloads of the contact's own events (``contact_created``, ``contact_updated``:
         no conversation; the contact is the payload's ``id``)."""
         rows = self.sql.all(
-            "SELECT id, body FROM deliveries WHERE conversation_id IS NULL AND event LIKE 'contact%' AND body LIKE ?",
-            (f"%{contact_id}%",))
+            f"SELECT id, body FROM deliveries WHERE conversation_id IS NULL AND event IN ({marks(len(CONTACT_EVENTS))}) "
+            "AND body LIKE ?", (*CONTACT_EVENTS, f"%{contact_id}%"))
         ids = [r["id"] for r in rows if _is_contact(loads_or(r["body"], None), contact_id, account_id)]
         for row_id in ids:
             self.sql.execute("UPDATE deliveries SET body='{}' WHERE id=?", (row_id,))
