@@ -95,7 +95,8 @@ async def test_a_shadow_crew_beside_the_live_crew_answers_only_into_the_record(
     assert sorted(envelope_crew(e) for e in crew.crew_requests()) == ["new_crew", "whatsapp_crew"]
     # One answer reached the customer, and only the live crew's.
     assert len(chatwoot.replies(conv.display_id)) == 1
-    [answered] = _outcomes(sidecar, "answered")
+    # Recorded when the reply's completion commits, just after Chatwoot answered the create.
+    [answered] = await wait_until(lambda: _outcomes(sidecar, "answered"), what="answered outcome")
     assert answered["crew"] == "whatsapp_crew"
     assert len(chatwoot.calls("messages")) == 1
 
