@@ -1,8 +1,8 @@
 # The sidecar's image: `docker build -t chatwoot-mcp-connector .`
 # Runs `python -m sidecar` as an unprivileged user; the SQLite state and the logs live in the
 # /data volume, shared with the console (`docker compose run --rm console`).
-# tests/deploy/test_image_commands.py replays this file's CMD and HEALTHCHECK against a fresh
-# install, so edit them together with the package.
+# scripts/container-smoke builds this image and checks the running container (CI: .ci/run);
+# tests/deploy/test_wheel.py checks the wheel it installs on its own.
 
 # ---- builder: wheels for the project and its pinned dependencies, assembled into a venv ----
 FROM python:3.11-slim-bookworm AS builder

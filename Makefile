@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean lock
+.PHONY: run test test-postgres lint bench clean lock
 
 # .venv is installed from the lock files, never resolved afresh: every package of the tree at
 # the version and with the hashes that were tested (README, "Updating dependencies").
@@ -39,6 +39,20 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
+
+# The suites that read and write the state (message path, reliability, operator surface, console)
+# once more, on PostgreSQL (tests/backends.py): CONNECTOR_TEST_PG_URL names a server (a role
+# that may create databases), else a throw-away cluster is started with scripts/pg-cluster.
+# tests/state and tests/postgres run on both back-ends in `make test` already. Left out (PG_SKIP):
+# what never reads the state differently on another back-end: config parsing and reloading, the
+# CLI, log lines, the HTTP/1.1 client, pure units, crew back-end protocols, terminal layout.
+PG_SUITES := tests/sidecar tests/reliability tests/console
+PG_SKIP := tests/sidecar/crew tests/sidecar/config tests/sidecar/test_config_reload.py \
+	tests/sidecar/test_cli.py tests/sidecar/test_logs.py tests/sidecar/test_http11.py tests/sidecar/test_units.py \
+	tests/sidecar/test_policy.py tests/sidecar/test_supervise.py tests/console/test_small_terminal.py \
+	tests/console/test_import_hygiene.py
+test-postgres: $(STAMP)
+	CONNECTOR_TEST_BACKEND=postgres $(BIN)/python -m pytest -q $(PG_SUITES) $(addprefix --ignore=,$(PG_SKIP))
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

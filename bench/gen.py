@@ -20,6 +20,7 @@ from simulators.signing import chatwoot_json, sign
 CHANNELS = ("whatsapp", "facebook", "instagram", "webwidget")
 _ID_SENTINEL = b"987654321"
 _CONV_SENTINEL = b"876543219"
+_CONTACT_SENTINEL = b"765432198"
 _TEXT_SENTINEL = "BENCHTEXTSENTINEL"
 _TEXTS = ("Olá, qual o horário de atendimento?", "Where is my order? It has not arrived yet.",
           "Quanto custa a barraca trail 2p?", "Do you ship to Portugal?", "Meu pedido chegou quebrado")
@@ -39,7 +40,8 @@ class WebhookFactory:
 
     With ``new_conversations`` every delivery opens a conversation of its own (a fresh
     conversation id per message, starting at ``first_conversation_id``): nothing folds or waits
-    behind an earlier message, so each message costs one crew call and one reply.
+    behind an earlier message, so each message costs one crew call and one reply. Each such
+    conversation has a contact of its own (same id as the conversation).
     """
 
     def __init__(self, secret: str, *, conversations: int = 40, seed: int = 7, first_message_id: int = 1_000_000,
@@ -53,7 +55,10 @@ class WebhookFactory:
         for i in range(conversations if not new_conversations else len(CHANNELS)):
             conv = world.open_conversation(CHANNELS[i % len(CHANNELS)])
             if new_conversations:
+                # A new conversation is a new customer too (a contact's budgets count across its
+                # conversations: one contact writing hundreds of messages a second is a flood).
                 conv.display_id = int(_CONV_SENTINEL)
+                conv.contact.id = int(_CONTACT_SENTINEL)
             msg = world.customer_message(conv, _TEXT_SENTINEL)
             msg.id = int(_ID_SENTINEL)
             body = chatwoot_json(message_event(conv, msg))
@@ -75,7 +80,7 @@ class WebhookFactory:
         body = template.replace(_ID_SENTINEL, str(message_id).encode()).replace(_TEXT_SENTINEL.encode(), text)
         if self._new_conversations:
             conv_id = next(self._conv_ids)
-            body = body.replace(_CONV_SENTINEL, str(conv_id).encode())
+            body = body.replace(_CONV_SENTINEL, str(conv_id).encode()).replace(_CONTACT_SENTINEL, str(conv_id).encode())
         stamp = int(time.time()) if now is None else now
         signature = sign(body, self.secret, stamp)
         if bad_signature:  # same length and shape, wrong MAC

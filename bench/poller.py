@@ -6,7 +6,8 @@ conversations, the newest conversation's detail, the routing decisions of the la
 dead letters. If ``bench/console_refresh.py`` (owned by the console engineer) provides
 ``full_refresh(reader)``, that is used instead, so the bench follows the console as it changes.
 
-Prints ``POLLER_JSON {...}`` on SIGTERM/SIGINT or after ``--duration`` seconds.
+Prints ``POLLER_READY`` once a stop signal can be handled, and ``POLLER_JSON {...}`` on
+SIGTERM/SIGINT or after ``--duration`` seconds.
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    # From here on a stop signal ends the loop and the figures are printed: the driver waits for
+    # this line before it starts measuring (a SIGTERM during the imports would kill us silently).
+    print("POLLER_READY", flush=True)
     interval = 1.0 / args.hz
     durations: list[float] = []
     errors = 0

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BeforeValidator, Strict
 
 from connector_config.errors import Refused, kind
-from connector_config.urls import check_http_url, check_outbound_url
+from connector_config.urls import check_database_url, check_http_url, check_outbound_url
 
 Channel = Literal["whatsapp", "facebook", "instagram", "webwidget", "api", "email", "telegram",
                   "sms", "line", "twitter", "tiktok"]
@@ -79,6 +79,9 @@ HttpUrl = Annotated[str, Strict(), AfterValidator(check_http_url)]
 
 OutboundUrl = Annotated[str, Strict(), AfterValidator(check_outbound_url)]
 """An http(s) URL the sidecar calls, or empty (see :mod:`connector_config.urls`)."""
+
+DatabaseUrl = Annotated[str, Strict(), AfterValidator(check_database_url)]
+"""Empty, or a ``postgresql://`` (``postgres://``) URL; a secret (it carries the password)."""
 
 
 # -- numbers -----------------------------------------------------------------------------------

@@ -54,6 +54,7 @@ ENV_OVERRIDES: tuple[tuple[str, str, str, Callable[[str, str, str], Any]], ...] 
     ("SIDECAR_PUBLIC_URL", "server", "public_url", _env_text),
     ("SIDECAR_ADMIN_TOKEN", "server", "admin_token", _env_text),
     ("SIDECAR_DB", "state", "path", _env_text),
+    ("SIDECAR_DATABASE_URL", "state", "database_url", _env_text),
     ("SIDECAR_LOG_DIR", "logging", "dir", _env_text),
     ("CHATWOOT_API_URL", "chatwoot", "api_url", _env_text),
     ("CHATWOOT_API_ACCESS_TOKEN", "chatwoot", "api_access_token", _env_text),

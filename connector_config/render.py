@@ -28,6 +28,7 @@ from ruamel.yaml.representer import RoundTripRepresenter
 from connector_config.errors import ConfigError
 from connector_config.schema import Config, CrewConfig, RoutingRule
 from connector_config.team import InboxConfig
+from connector_config.urls import database_url_password
 
 # A header whose name contains one of these words carries a credential: it is masked and
 # reported by secret_values() like the tokens.
@@ -118,6 +119,7 @@ def _to_dict(config: Config, show: Callable[[str], str]) -> dict[str, Any]:
     written = secrets if len(secrets) > 1 else (secrets[0] if secrets else "")
     out["chatwoot"] = _renamed(out["chatwoot"], "webhook_secrets", "webhook_secret", written)
     out["mcp_crew"]["api_key"] = show(config.mcp_crew.api_key)
+    out["state"]["database_url"] = show(config.state.database_url)
     out["routing"]["rules"] = [_rule_dict(rule) for rule in config.routing.rules]
     out["crews"] = {crew.name: _crew_dict(crew, show) for crew in config.crews}
     # JSON (GET /config, the console's copy) wants string keys; the loader reads them back as ids.
@@ -143,6 +145,10 @@ def secret_values(config: Config) -> list[str]:
         config.chatwoot.api_access_token,
         *config.chatwoot.webhook_secrets,
         config.mcp_crew.api_key,
+        # The URL whole (it is shown only masked) and its password alone (a driver's or the
+        # server's message may quote it without the rest).
+        config.state.database_url,
+        database_url_password(config.state.database_url),
     ]
     for crew in config.crews:
         candidates.append(crew.token)

@@ -25,6 +25,7 @@ from connector_config.errors import Refused, kind
 from connector_config.fields import (
     Backend,
     Channel,
+    DatabaseUrl,
     Dialect,
     Flag,
     Fraction,
@@ -97,10 +98,21 @@ class ServerConfig(_Section):
 
 @section
 class StateConfig(_Section):
-    """Where the shared SQLite state lives."""
+    """Where the shared state lives: a SQLite file (default) or a PostgreSQL database."""
 
     path: Name = "data/connector.db"
-    """The SQLite file shared with the console (env ``SIDECAR_DB``)."""
+    """The SQLite file shared with the console (env ``SIDECAR_DB``); unused with ``database_url``."""
+    database_url: DatabaseUrl = ""
+    """Empty: SQLite at ``path``. ``postgresql://user:password@host:port/db``: the state lives in
+    PostgreSQL, shared by every sidecar process and replica and read by the console (env
+    ``SIDECAR_DATABASE_URL``; a secret: masked in ``GET /config``, never logged)."""
+    pool_size: Int(1, 64) = 8
+    """With ``database_url``: PostgreSQL connections (and threads) per sidecar process."""
+
+    @property
+    def location(self) -> str:
+        """What ``state.open_service`` and ``state.open_database`` take: the URL, else the path."""
+        return self.database_url or self.path
 
 
 @section
@@ -387,7 +399,7 @@ class Config(_Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     """The sidecar's HTTP server."""
     state: StateConfig = Field(default_factory=StateConfig)
-    """SQLite state."""
+    """Where the state lives (SQLite or PostgreSQL)."""
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     """Log files."""
     chatwoot: ChatwootConfig = Field(default_factory=ChatwootConfig)

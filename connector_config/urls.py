@@ -143,3 +143,38 @@ def validate_outbound_url(key: str, url: str, *, allow_empty: bool = True) -> No
         check_outbound_url(url)
     except Refused as exc:
         raise ConfigError(key, exc.reason) from None
+
+
+DATABASE_SCHEMES = ("postgresql", "postgres")
+
+
+def check_database_url(url: str) -> str:
+    """``url`` stripped if it is empty (SQLite at ``state.path``) or a PostgreSQL URL
+    (``postgresql://user:password@host:port/database``); raises :class:`Refused`, whose reason
+    never quotes the URL (it carries the password)."""
+    url = url.strip()
+    if not url:
+        return url
+    expected = "expected postgresql://user:password@host:port/database"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise Refused(f"is not a valid URL ({expected})") from None
+    if parts.scheme.lower() not in DATABASE_SCHEMES or not url.lower().startswith(f"{parts.scheme.lower()}://"):
+        raise Refused(f"must start with postgresql:// or postgres:// ({expected})")
+    if not parts.hostname and "host=" not in parts.query:
+        raise Refused(f"names no host ({expected})")
+    if not parts.path.strip("/"):
+        raise Refused(f"names no database ({expected})")
+    if port == 0:
+        raise Refused("has port 0")
+    return url
+
+
+def database_url_password(url: str) -> str:
+    """The password in a database URL ("" when there is none or the URL is not valid)."""
+    try:
+        return urlsplit(url).password or ""
+    except ValueError:
+        return ""

@@ -12,13 +12,17 @@ def main(argv: list[str] | None = None) -> int:
     """Runs the console; exits 2 with one line when the config cannot be used."""
     parser = argparse.ArgumentParser(
         prog="chatwoot-console",
-        description="Textual ops console for the Chatwoot connector (reads its SQLite state).",
+        description="Textual ops console for the Chatwoot connector (reads its SQLite or PostgreSQL state).",
     )
     parser.add_argument("--config", help="config.yaml (default: $SIDECAR_CONFIG, else ./config.yaml)")
-    parser.add_argument("--db", help="SQLite file (default: $SIDECAR_DB, else state.path from the config)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--db", help="SQLite file (default: the config's state: $SIDECAR_DATABASE_URL or "
+                                    "state.database_url, else $SIDECAR_DB or state.path)")
+    where.add_argument("--database-url", metavar="URL",
+                       help="PostgreSQL state: postgresql://user:password@host:port/database")
     args = parser.parse_args(argv)
     try:
-        settings = load_settings(args.config, args.db)
+        settings = load_settings(args.config, args.db, database_url=args.database_url)
     except SettingsError as exc:
         print(f"chatwoot-console: {exc}", file=sys.stderr)
         return 2

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from console.reader import describe
-from state import Database, StateError, open_database, operator
+from state import Database, StateError, is_database_url, open_database, operator, shown_location
 
 T = TypeVar("T")
 
@@ -37,16 +37,18 @@ class Operator:
     """Operator writes through ``state``."""
 
     def __init__(self, path: str, actor: str | None = None) -> None:
-        self.path = path
+        self.location = path
+        self.path = shown_location(path)
+        """What messages show (a PostgreSQL URL's host:port/database, never its password)."""
         self.actor = actor or default_actor()
 
     def _write(self, fn: Callable[[Database], T]) -> T:
-        if not os.path.exists(self.path):
+        if not is_database_url(self.location) and not os.path.exists(self.location):
             # open_store would create an empty file here; the sidecar must create it.
             raise OperatorError(f"No database at {self.path}.")
         try:
             # Never migrate from the console: only the sidecar owns the schema.
-            db = open_database(self.path)
+            db = open_database(self.location)
         except (StateError, sqlite3.Error, OSError) as exc:
             raise OperatorError(describe(self.path, exc)) from exc
         try:

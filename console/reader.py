@@ -36,6 +36,7 @@ from state import (
     StorageFigures,
     Tx,
     open_database,
+    shown_location,
 )
 from state.analytics import WINDOWS, summarize
 from state.retention import oldest_rows
@@ -56,7 +57,7 @@ def describe(path: str, exc: BaseException) -> str:
     """One line that tells the operator what is wrong and what to do."""
     if isinstance(exc, DatabaseMissing):
         return (f"No database at {path}. Start the sidecar (python -m sidecar) "
-                "or point the console at it with --db PATH.")
+                "or point the console at it with --db PATH or --database-url URL.")
     if isinstance(exc, SchemaMismatch):
         return f"Database {path} has another schema version: {exc}"
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -69,7 +70,10 @@ class Reader:
     """Read-only access to the state for the console's screens."""
 
     def __init__(self, path: str, clock: Clock = time.time) -> None:
-        self.path = path
+        self.location = path
+        """What is opened: a SQLite path or a PostgreSQL URL (with its password)."""
+        self.path = shown_location(path)
+        """What is shown: the path, or the URL's host:port/database (never the password)."""
         self.clock = clock
         self._lock = threading.Lock()
         self._db: Database | None = None
@@ -80,7 +84,7 @@ class Reader:
         with self._lock:
             try:
                 if self._db is None:
-                    self._db = open_database(self.path, readonly=True)
+                    self._db = open_database(self.location, readonly=True)
                 return self._db.read(fn)
             except (StateError, sqlite3.Error, OSError) as exc:
                 # Reconnect next time: the file may have been replaced or migrated meanwhile.
@@ -108,7 +112,7 @@ class Reader:
         with self._lock:
             try:
                 if self._db is None:
-                    self._db = open_database(self.path, readonly=True)
+                    self._db = open_database(self.location, readonly=True)
                 return self._db.change_marker()
             except (StateError, sqlite3.Error, OSError) as exc:
                 self._close_locked()

@@ -2,7 +2,7 @@
 
 The console reads config.yaml through the same loader and schema as the sidecar
 (:mod:`connector_config`), but validates only its own sections, ``state`` and ``console``
-(plus the ``SIDECAR_DB`` / ``SIDECAR_CONFIG`` variables): a mistake elsewhere in the file is
+(plus the ``SIDECAR_DB`` / ``SIDECAR_DATABASE_URL`` / ``SIDECAR_CONFIG`` variables): a mistake elsewhere in the file is
 the sidecar's to report, and the console must still start to show it. Everything else in that
 file may hold secrets; the masked effective config comes from the database instead.
 """
@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from connector_config import ConfigError, ConsoleConfig, StateConfig, load_raw, section_from_mapping
+from connector_config.errors import Refused
+from connector_config.urls import check_database_url
 
 
 class SettingsError(Exception):
@@ -25,20 +27,24 @@ class ConsoleSettings:
     """What the console needs to start."""
 
     db_path: str
-    """The SQLite file shared with the sidecar."""
+    """Where the state is: the SQLite file shared with the sidecar, or a PostgreSQL URL."""
     refresh_seconds: float = ConsoleConfig().refresh_seconds
     """Longest time between two full refreshes of the visible screen."""
 
 
 def load_settings(
-    config: str | None = None, db: str | None = None, env: Mapping[str, str] | None = None
+    config: str | None = None, db: str | None = None, env: Mapping[str, str] | None = None,
+    database_url: str | None = None,
 ) -> ConsoleSettings:
-    """Resolves the settings: ``--db`` wins, then ``SIDECAR_DB``, then ``state.path``.
+    """Resolves the settings: ``--database-url`` wins, then ``--db``, then the config's state
+    (``SIDECAR_DATABASE_URL`` / ``state.database_url`` when set, else ``SIDECAR_DB`` /
+    ``state.path``), as the sidecar resolves it.
 
     Args:
         config: ``--config PATH``; else ``$SIDECAR_CONFIG``; else ``./config.yaml`` if present.
-        db: ``--db PATH``.
+        db: ``--db PATH`` (a SQLite file).
         env: the environment (``os.environ`` by default).
+        database_url: ``--database-url URL`` (PostgreSQL).
 
     Returns:
         The console settings.
@@ -54,4 +60,13 @@ def load_settings(
         console: ConsoleConfig = section_from_mapping(raw, "console", env)
     except ConfigError as exc:
         raise SettingsError(str(exc)) from None
-    return ConsoleSettings(db_path=db or state.path, refresh_seconds=console.refresh_seconds)
+    if database_url is not None:
+        try:
+            location = check_database_url(database_url)
+        except Refused as exc:
+            raise SettingsError(f"--database-url: {exc.reason}") from None
+        if not location:
+            raise SettingsError("--database-url: must not be empty")
+    else:
+        location = db or state.location
+    return ConsoleSettings(db_path=location, refresh_seconds=console.refresh_seconds)

@@ -11,6 +11,11 @@ while the simulated Chatwoot is still there to receive them, then the simulators
 can be orphaned, and the live feed can read the simulated Chatwoot's records directly. The
 sidecar is the very app ``python -m sidecar`` runs (``create_app``); only the way its server
 is started differs, following Sanic's documented low-level sequence (see ``_SidecarServer``).
+
+Over 400 lines on purpose: the demo's whole life, read top to bottom in the order it happens
+(settings, the data folder, the simulated crews' answers, the live feed, the sidecar's server,
+then the ordered start and Ctrl-C); only the lock and the terminal handling stand apart
+(``demo.lock``, ``demo.terminal``) because they are used alone.
 """
 
 from __future__ import annotations
@@ -123,12 +128,13 @@ def demo_settings(data_dir: Path = DEMO_DIR) -> dict[str, Any]:
                 {"crew": "whatsapp_crew", "channel": "whatsapp", "name": "whatsapp",
                  "shadow_crew": "whatsapp_crew_v2"},
                 {"crew": "facebook_crew", "channel": "facebook", "name": "facebook"},
-                # Instagram in draft mode: the crew's answers reach the agents as private
-                # "suggested reply" notes, never the customer.
-                {"crew": "instagram_crew", "channel": "instagram", "name": "instagram", "mode": "draft"},
+                {"crew": "instagram_crew", "channel": "instagram", "name": "instagram"},
                 {"crew": "site_crew", "channel": "webwidget", "name": "site"},
             ],
         },
+        # The Instagram inbox in draft mode: whichever crew answers, its answers reach the agents
+        # as private "suggested reply" notes, never the customer.
+        "inboxes": {23: {"mode": "draft"}},
         "handoff": {"team_id": 1, "remind_after_minutes": 2},
         "crews": {
             "faq": {
@@ -497,7 +503,7 @@ def _banner(setup: DemoSetup, rate: float, chatwoot: FakeChatwoot, crew: FakeCre
     _print(f"  log file           {log_file}")
     _print(f"  demo config        {_shown_path(setup.config_file)}")
     _print(f'  analytics (admin)  curl -H "Authorization: Bearer $(cat {_shown_path(token_file)})" {base}/stats')
-    _print("  modes              instagram: draft (answers become private suggested-reply notes);")
+    _print("  modes              Instagram inbox: draft (answers become private suggested-reply notes);")
     _print("                     whatsapp: shadow crew whatsapp_crew_v2 beside the live one (console 6 Analytics)")
     _print(f"  customers write {rate:g} message(s)/s on {', '.join(CHANNELS)}.  Ctrl-C stops.")
     _print()

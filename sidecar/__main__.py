@@ -120,7 +120,9 @@ def _serve_child(args: argparse.Namespace, config: Config) -> int:
 
 def check_state(config: Config) -> str | None:
     """Opens (creating and migrating, as the sidecar does at start) the state database once;
-    returns ``"state.path: ..."`` when that fails, else None."""
+    returns ``"state.path: ..."`` (or ``"state.database_url: ..."``) when that fails, else None."""
+    if config.state.database_url:
+        return check_database(config.state.database_url)
     from state import StateError, open_database
 
     path = config.state.path
@@ -130,6 +132,18 @@ def check_state(config: Config) -> str | None:
     except (StateError, OSError) as exc:
         cause = exc.__cause__ or exc
         return f"state.path: cannot {'open' if existed else 'create'} {path} ({cause})"
+    return None
+
+
+def check_database(url: str) -> str | None:
+    """The PostgreSQL state: reachable, and migrated (as the sidecar does at start). The line
+    names the server and database, never the password (state's messages leave it out)."""
+    from state import StateError, open_database
+
+    try:
+        open_database(url, migrate=True).close()
+    except StateError as exc:
+        return f"state.database_url: {exc}"
     return None
 
 

@@ -47,12 +47,12 @@ from sidecar.ops.supervise import Supervisor
 from sidecar.outbound.chatwoot import ChatwootClient
 from sidecar.outbound.http11 import Http11
 from sidecar.outbound.replies import ReplyPoster
-from sidecar.queue import policy
+from sidecar.queue.crew_step import store_async_answer
 from sidecar.queue.handoff_watchdog import HandoffWatchdog
 from sidecar.queue.pacing import Pacing
 from sidecar.queue.worker import QueueWorker
 from state import StateError, StateService, StorageUnavailable, Tx, open_service
-from state.vocabulary import SELF_USER_IDS
+from state.vocabulary import PASSIVE_MODES, SELF_USER_IDS
 
 log = get_logger()
 FLUSH_SECONDS = 1.0
@@ -67,6 +67,16 @@ other processes' webhooks and callbacks reach it at most this late."""
 def make_process_id() -> str:
     """Identifies this process's leases and its row (fencing: a stale worker cannot complete a job)."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def open_state(config: Config) -> StateService:
+    """The state service: PostgreSQL at ``state.database_url`` when set, else SQLite at ``state.path``."""
+    return open_service(config.state.location, pool_size=config.state.pool_size)
+
+
+def shared_by_replicas(state: StateService) -> bool:
+    """Whether other sidecars (replicas, other machines) may commit to this state: PostgreSQL."""
+    return state.kind == "postgresql"
 
 
 def raise_open_file_limit() -> int:
@@ -89,6 +99,10 @@ class Runtime:
         self.process_id = make_process_id()
         self.started_at = time.time()
         self.metrics = Metrics()
+        self.metrics_lock = asyncio.Lock()
+        """Held by a flush from taking the increments until they are committed, and by an
+        exposition from reading the stored totals until it added the pending increments: a
+        scrape during a flush would otherwise miss what is being flushed (a counter going down)."""
         self.pacing = Pacing()
         self.supervisor = Supervisor(self.metrics)
         self.slots = Slots()
@@ -111,7 +125,7 @@ class Runtime:
         ids = set(self.self_user_ids)
         if config.chatwoot.bot_user_id is not None:
             ids.add(config.chatwoot.bot_user_id)
-        passive = policy.PASSIVE_MODES
+        passive = PASSIVE_MODES
         return ApplySettings(inbox_ids=config.chatwoot.inbox_ids, debounce_seconds=config.processing.debounce_seconds,
                              debounce_max_seconds=config.processing.debounce_max_seconds,
                              self_user_ids=tuple(sorted(ids)),
@@ -130,7 +144,7 @@ class Runtime:
             return
         config = self.config.current
         raise_open_file_limit()
-        self.state: StateService = await asyncio.to_thread(open_service, config.state.path)
+        self.state: StateService = await asyncio.to_thread(open_state, config)
         # One session for every outbound call. The pool never makes a call wait (no limit): calls
         # in flight are bounded per back-end by Slots *before* their timeout starts.
         self.session = aiohttp.ClientSession(
@@ -159,7 +173,7 @@ class Runtime:
             config=self.config, state=self.state, chatwoot=self.chatwoot, crews=self.crews, breakers=self.breakers,
             session=self.session, warnings=lambda: [*manager.warnings(), *supervisor.warnings()],
             config_problem=manager.problem, crashing=supervisor.recently_crashed,
-            journal_problem=lambda: self.applier.problem)
+            journal_problem=lambda: self.applier.problem, process_id=self.process_id)
         manager.listeners.append(self.health.probe_soon)  # new URLs or tokens: probe again now
         self.retention = RetentionLoop(config=self.config, state=self.state, metrics=self.metrics,
                                        pacing=self.pacing, owner=self.process_id)
@@ -169,6 +183,14 @@ class Runtime:
     def work_queued(self) -> None:
         if self.worker is not None:
             self.worker.wake()
+
+    async def store_crew_answer(self, request_id: str, actions: tuple[dict[str, Any], ...]) -> str:
+        """A crew's answer that came back on its own (a callback): shaped and stored once.
+
+        Returns ``applied``, ``duplicate`` or ``unknown`` (see Jobs.complete_async); the caller
+        wakes the worker. Raises StorageUnavailable like any write.
+        """
+        return await self.state.write(store_async_answer, request_id, actions, self.config.current)
 
     async def start(self) -> None:
         """Starts the background loops (idempotent)."""
@@ -193,8 +215,9 @@ class Runtime:
             self.watchdog = HandoffWatchdog(config=self.config, state=self.state, metrics=self.metrics,
                                             queued=self.work_queued)
             self._spawn("handoff-watchdog", keep("handoff-watchdog", self.watchdog.run))
-        if self.role == "worker":
-            # Webhooks and callbacks are committed by the intake processes: notice them.
+        if self.role == "worker" or shared_by_replicas(self.state):
+            # Webhooks and callbacks are committed by the intake processes (or other replicas on
+            # one PostgreSQL database): notice them.
             self._spawn("watch-others", keep("watch-others", self._watch_others))
         self._spawn("metrics", keep("metrics", self._flush_forever))
         self._spawn("health-probes", self.health.run())
@@ -244,6 +267,10 @@ class Runtime:
     async def flush(self, *, beat: bool = True) -> None:
         """Adds metric increments to the stored totals, saves learned identities, and writes this
         process's row (its crew calls in flight) - one transaction."""
+        async with self.metrics_lock:
+            await self._flush(beat)
+
+    async def _flush(self, beat: bool) -> None:
         rows = self.metrics.flush_rows()
         ids = sorted(self.self_user_ids)
         save_ids = ids != self._saved_user_ids
@@ -254,6 +281,7 @@ class Runtime:
 
         def write(tx: Tx) -> None:
             tx.metrics.add(rows, now)
+            self.metrics.stored(rows)  # on the writer's thread: see Metrics
             if save_ids:
                 tx.documents.put(SELF_USER_IDS, ids, now)
             if beat:
@@ -262,8 +290,8 @@ class Runtime:
 
         try:
             await self.state.write(write)
-        except StorageUnavailable:
-            self.metrics.restore(rows)
+        except StateError:
+            self.metrics.restore(rows)  # not stored: they go out with the next flush
             raise
         if save_ids:
             self._saved_user_ids = ids
@@ -290,7 +318,10 @@ class Runtime:
             await asyncio.sleep(FLUSH_SECONDS)
             beat = time.monotonic() - last_beat >= BEAT_SECONDS
             try:
-                await self.flush(beat=beat)
+                # Shielded: the loop is cancelled at shutdown, and a flush cut between taking
+                # its increments and its commit would lose them. stop()'s own flush then waits
+                # for this one on the metrics lock.
+                await asyncio.shield(self.flush(beat=beat))
                 if beat:
                     last_beat = time.monotonic()
             except StorageUnavailable as exc:

@@ -4,6 +4,10 @@ It behaves like the real one where the sidecar can tell the difference (referenc
 bot tokens cannot list messages, a bot's pending->open is a hand-off, the bot's own messages come
 back as webhooks (possibly before the create call has answered), and it can fail, stall or drop
 the connection after storing a message, on demand.
+
+Over 400 lines on purpose: FakeChatwoot is one aiohttp app over one set of conversations. The
+webhooks it sends, its REST handlers, the fault knobs and the recording all act on that state,
+and the tests drive and read it through this one object.
 """
 
 from __future__ import annotations
@@ -336,6 +340,12 @@ class FakeChatwoot:
         task = asyncio.ensure_future(make())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def echoes_delivered(self) -> None:
+        """Waits until every webhook the fake emitted after an API answer has been answered (a
+        test comparing the sidecar's figures wants none of them still on the way)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     @property
     def _echoing(self) -> bool:

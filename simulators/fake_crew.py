@@ -2,6 +2,9 @@
 
 The default answers are believable enough for the demo; tests steer it with the knobs (failures,
 hangs, dropped connections, async callbacks, duplicate callbacks) and read what it recorded.
+
+Over 400 lines on purpose: like FakeChatwoot, one aiohttp app (crew requests in two dialects,
+callbacks, the decision engine) over one recorded state, plus the default answers the demo shows.
 """
 
 from __future__ import annotations
@@ -165,6 +168,8 @@ class FakeCrew:
         self._keys: list[str] = []
         self._cond = asyncio.Condition()
         self._stopping = asyncio.Event()
+        self._callbacks_open = asyncio.Event()
+        self._callbacks_open.set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -185,6 +190,7 @@ class FakeCrew:
 
     async def stop(self) -> None:
         self._stopping.set()  # hung handlers return, so the runner shuts down at once
+        self._callbacks_open.set()
         await shut_down(self._tasks, self._session, self._runner)
 
     async def __aenter__(self) -> FakeCrew:
@@ -221,6 +227,13 @@ class FakeCrew:
     def drop_next(self, times: int = 1) -> None:
         """The next crew calls are read, then the connection is cut without an answer."""
         self._drop += times
+
+    def hold_callbacks(self) -> None:
+        """Async mode: no callback is sent until :meth:`release_callbacks` (or stop)."""
+        self._callbacks_open.clear()
+
+    def release_callbacks(self) -> None:
+        self._callbacks_open.set()
 
     # ---------------------------------------------------------------------------------- recording
 
@@ -361,6 +374,7 @@ class FakeCrew:
     async def _callback(self, envelope: dict[str, Any], key: str, actions: list[Action]) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), self.async_delay)
+        await self._callbacks_open.wait()  # stop() opens it too
         url = str(envelope.get("callback_url") or "")
         document = {"request_id": envelope.get("request_id") or key, "actions": actions}
         for _ in range(2 if self.double_callback else 1):

@@ -55,6 +55,10 @@ class Dialect:
     """The two-argument minimum: ``min`` (SQLite) or ``LEAST`` (PostgreSQL)."""
     like: str
     """Case-insensitive LIKE: SQLite's LIKE is (for ASCII), PostgreSQL needs ILIKE."""
+    for_update: str = ""
+    """Locks the rows a read-then-write reads (``FOR UPDATE``); SQLite's single writer needs none."""
+    nulls_last: str = ""
+    """After ``DESC``: NULLs last, where SQLite puts them anyway (NULL sorts lowest there)."""
 
     def minute_bucket(self, column: str) -> str:
         """The start of ``column``'s minute (epoch seconds) as an integer."""
@@ -64,7 +68,8 @@ class Dialect:
 
 
 SQLITE = Dialect("sqlite", skip_locked=False, least="min", like="LIKE")
-POSTGRESQL = Dialect("postgresql", skip_locked=True, least="LEAST", like="ILIKE")
+POSTGRESQL = Dialect("postgresql", skip_locked=True, least="LEAST", like="ILIKE", for_update=" FOR UPDATE",
+                     nulls_last=" NULLS LAST")
 
 
 class Cursor(Protocol):
@@ -82,13 +87,16 @@ class Connection(Protocol):
 class Sql:
     """Runs the stores' statements on one connection (a row comes back as a dict)."""
 
-    __slots__ = ("conn", "dialect", "_translate", "_cache")
+    __slots__ = ("conn", "dialect", "_translate", "_cache", "_tuple_rows")
 
-    def __init__(self, conn: Any, dialect: Dialect) -> None:
+    def __init__(self, conn: Any, dialect: Dialect, *, tuple_rows: Any = None) -> None:
+        """``tuple_rows``: the connection's row factory for plain tuples, where its rows are
+        dicts by default (psycopg's ``tuple_row``); :meth:`row` uses it."""
         self.conn = conn
         self.dialect = dialect
         self._translate = dialect.name == "postgresql"
         self._cache: dict[str, str] = {}
+        self._tuple_rows = tuple_rows
 
     def _text(self, sql: str) -> str:
         if not self._translate:
@@ -118,13 +126,16 @@ class Sql:
         return [_as_dict(r) for r in self.conn.execute(self._text(sql), params).fetchall()]
 
     def row(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
-        """The first row as a tuple (cheaper than a dict on hot paths)."""
+        """The first row as a tuple (cheaper than a dict on hot paths), every column kept even
+        when two share a name (PostgreSQL calls each unnamed ``count(*)`` "count")."""
         # fetchall, not fetchone: an UPDATE ... RETURNING must run to completion before the
         # transaction can commit.
-        rows = self.conn.execute(self._text(sql), params).fetchall()
-        if not rows:
-            return None
-        return tuple(rows[0].values()) if isinstance(rows[0], dict) else tuple(rows[0])
+        if self._tuple_rows is not None:
+            with self.conn.cursor(row_factory=self._tuple_rows) as cur:
+                rows = cur.execute(self._text(sql), params).fetchall()
+        else:
+            rows = self.conn.execute(self._text(sql), params).fetchall()
+        return tuple(rows[0]) if rows else None
 
     def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
         """The first column of the first row, or None."""

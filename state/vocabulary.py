@@ -1,4 +1,5 @@
-"""Provides the words the sidecar and the console share: owners, job states, documents, thresholds.
+"""Provides the words the sidecar and the console share: owners, job states and modes, documents,
+thresholds.
 
 Both apps read the same state, so what a value means is defined once, here, next to the tables
 that hold it: the sidecar writes these values and the console shows and filters by them.
@@ -38,6 +39,19 @@ DISCARDED: Final = "discarded"
 OPEN_STATES: Final = (PENDING, IN_FLIGHT, WAITING)
 TERMINAL_STATES: Final = (DONE, DEAD, SUPERSEDED, CANCELLED, DISCARDED)
 """A terminal job never changes again, except a dead letter an operator retries or discards."""
+
+# -- the mode of a turn (a job's ``mode``) --------------------------------------------------------
+AUTO: Final = "auto"
+"""The bot answers the customer."""
+DRAFT: Final = "draft"
+"""The answer reaches the agents as a private suggested-reply note, never the customer."""
+SHADOW: Final = "shadow"
+"""The answer is only recorded (state, /stats, metrics); nothing of it is written to Chatwoot."""
+NOTICE: Final = "notice"
+"""The sidecar's own message (a hand-off reminder), no crew asked."""
+PASSIVE_MODES: Final = frozenset({DRAFT, SHADOW})
+"""Modes in which the bot never speaks to the customer, so it keeps working whoever owns the
+conversation."""
 
 # -- deliveries (the journal) ------------------------------------------------------------------
 UNAPPLIED: Final = "pending"

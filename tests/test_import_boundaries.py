@@ -26,3 +26,9 @@ def test_the_shared_config_package_stands_alone() -> None:
     """The console, the demo and the sidecar all import it: it may import none of them."""
     loaded = _loaded_after("import connector_config")
     assert not loaded & {"sanic", "textual", "aiohttp", "sidecar", "console", "state"}
+
+
+def test_the_postgresql_driver_loads_only_when_a_postgresql_url_is_opened() -> None:
+    """A sidecar or console on SQLite never pays for importing psycopg (every process start)."""
+    assert "psycopg" not in _loaded_after("import state, sidecar.app, console.app")
+    assert "psycopg" in _loaded_after("from state import PostgresDatabase")

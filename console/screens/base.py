@@ -19,7 +19,7 @@ from textual.screen import Screen
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from console.context import ConsoleContext
-from console.messages import DataLoaded, DataUnchanged, ReadFailed
+from console.messages import DataLoaded, DataUnchanged, OperatorDone, ReadFailed
 from console.reader import ReadError
 from console.widgets.nav_bar import NavBar
 from console.widgets.status_line import StatusLine
@@ -141,6 +141,12 @@ class LiveScreen(Screen[None]):
 
     def on_data_unchanged(self, message: DataUnchanged) -> None:
         message.stop()
+
+    def on_operator_done(self, message: OperatorDone) -> None:
+        """An operator's write finished (views that offer one): say how it went, read again."""
+        message.stop()
+        self.notify(message.text, severity="information" if message.ok else "error")
+        self.reload()
 
     def on_read_failed(self, message: ReadFailed) -> None:
         # Not stopped: the app turns it into the "database problem" screen.

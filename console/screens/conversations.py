@@ -14,7 +14,6 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Input, Select
 
 from console.format import literal, since
-from console.messages import OperatorDone
 from console.screens.base import LiveScreen
 from console.screens.detail import ConversationDetailScreen
 from console.screens.ownership import ask_toggle_owner
@@ -190,8 +189,3 @@ class ConversationsScreen(LiveScreen):
             self.notify("Select a conversation first", severity="warning", timeout=2)
             return
         ask_toggle_owner(self, self.ctx, conv)
-
-    def on_operator_done(self, message: OperatorDone) -> None:
-        message.stop()
-        self.notify(message.text, severity="information" if message.ok else "error")
-        self.reload()

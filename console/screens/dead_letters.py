@@ -164,8 +164,3 @@ class DeadLettersScreen(LiveScreen):
         past = "put back in the queue" if what == "retry" else "discarded"
         self.post_message(OperatorDone(ok, f"Job {job_id} {past}" if ok
                                        else f"Job {job_id} is no longer a dead letter"))
-
-    def on_operator_done(self, message: OperatorDone) -> None:
-        message.stop()
-        self.notify(message.text, severity="information" if message.ok else "error")
-        self.reload()

@@ -11,7 +11,6 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from console.format import clean, since
-from console.messages import OperatorDone
 from console.screens.base import LiveScreen
 from console.screens.ownership import ask_toggle_owner
 from console.snapshots import ConversationDetail
@@ -104,8 +103,3 @@ class ConversationDetailScreen(LiveScreen):
             self.notify("This conversation is not stored yet", severity="warning", timeout=2)
             return
         ask_toggle_owner(self, self.ctx, conv)
-
-    def on_operator_done(self, message: OperatorDone) -> None:
-        message.stop()
-        self.notify(message.text, severity="information" if message.ok else "error")
-        self.reload()

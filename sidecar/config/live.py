@@ -62,7 +62,8 @@ log = get_logger()
 
 WATCH_INTERVAL_SECONDS = 1.0
 RESTART_KEYS: tuple[str, ...] = (
-    "server.host", "server.port", "server.shutdown_grace_seconds", "server.processes", "state.path", "logging.dir",
+    "server.host", "server.port", "server.shutdown_grace_seconds", "server.processes", "state.path",
+    "state.database_url", "state.pool_size", "logging.dir",
     "processing.workers_enabled", "processing.worker_processes")
 """Keys read once at start-up; a change is written and reported, and applies after a restart."""
 

@@ -24,11 +24,7 @@ from sidecar.inbound.payload import (
 )
 from sidecar.ops.outcomes import record
 from state import ConversationRow, PendingDelivery, StorageUnavailable, Tx
-from state.vocabulary import BOT
-
-PASSIVE_MODES = frozenset({"draft", "shadow"})
-"""The bot's answers are for the agents (drafts) or for nobody (shadow): it keeps working
-whoever owns the conversation."""
+from state.vocabulary import BOT, PASSIVE_MODES
 
 OWN_ECHO_WINDOW_SECONDS = 900.0
 """How long after posting a message its echo is still recognised as our own."""
@@ -121,6 +117,7 @@ def apply_pending(tx: Tx, settings: ApplySettings, limit: int) -> list[Applied]:
 
     Optimistic: the batch runs in one savepoint; only when a delivery fails is the batch undone
     and applied again one savepoint per delivery (a savepoint costs two statements)."""
+    tx.journal.take_applier_turn()  # one applier at a time, across processes and replicas
     rows = tx.journal.pending(limit)
     if not rows:
         return []

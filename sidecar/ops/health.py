@@ -28,6 +28,9 @@ them, and a status stuck at ``degraded`` would hide the next real outage. Their 
 the queue check and in the ``connector_dead_letters`` gauge.
 
 Each cycle also writes the snapshot to the kv table as ``health.snapshot`` for the console.
+Several processes or replicas share one state: one of them at a time (the holder of the
+``health.probes`` lease) probes the peers and writes the snapshot; the others take the peers'
+results from that snapshot. The database and queue checks stay per process and per request.
 
 Crew calls in flight: every process of the sidecar writes its per-back-end counts into the
 ``processes`` table every couple of seconds; ``/health`` and the console show their sum, next to
@@ -61,6 +64,8 @@ SNAPSHOT_KEY = HEALTH_SNAPSHOT
 __all__ = ["JOURNAL_STALE_SECONDS", "QUEUE_STALE_SECONDS", "SNAPSHOT_KEY", "HealthMonitor", "crew_calls",
            "queue_status", "with_ages"]
 _PROBE_TIMEOUT_SECONDS = 5.0
+HEALTH_LEASE = "health.probes"
+"""The singleton lease of the peer probes and the snapshot (state.stores.processes)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +82,13 @@ class PeerResult:
 
 
 _UNKNOWN = PeerResult("unknown", "not probed yet", None, None)
+
+
+def _peer_from(check: Any) -> PeerResult | None:
+    """A peer's result as the snapshot document stores it."""
+    if not isinstance(check, dict) or not isinstance(check.get("status"), str):
+        return None
+    return PeerResult(check["status"], str(check.get("detail") or ""), check.get("latency_ms"), check.get("checked_at"))
 
 
 def _from_probe(result: ProbeResult, at: float) -> PeerResult:
@@ -104,7 +116,8 @@ class HealthMonitor:
     def __init__(self, *, config: Callable[[], Config], state: StateService, chatwoot: ChatwootClient,
                  crews: CrewRegistry, breakers: BreakerBoard, session: aiohttp.ClientSession,
                  warnings: Callable[[], list[str]], config_problem: Callable[[], str | None],
-                 crashing: Callable[[], bool], journal_problem: Callable[[], str | None]) -> None:
+                 crashing: Callable[[], bool], journal_problem: Callable[[], str | None],
+                 process_id: str = "") -> None:
         self._config = config
         self._state = state
         self._chatwoot = chatwoot
@@ -121,6 +134,7 @@ class HealthMonitor:
         """Back-end name -> (kind, last probe, breaker key)."""
         self._wake = asyncio.Event()
         self.probed = asyncio.Event()
+        self._process_id = process_id or f"health-{id(self)}"
 
     # -- probing ------------------------------------------------------------------------
     def probe_soon(self) -> None:
@@ -130,8 +144,11 @@ class HealthMonitor:
     async def run(self) -> None:
         while True:
             try:
-                await self.probe_all()
-                await self.write_snapshot()
+                if await self._lead():
+                    await self.probe_all()
+                    await self.write_snapshot()
+                else:
+                    await self.adopt_snapshot()
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - the monitor must outlive any one failure
@@ -143,6 +160,32 @@ class HealthMonitor:
                 async with asyncio.timeout(interval):
                     await self._wake.wait()
             self._wake.clear()
+
+    # -- once per state: several processes and replicas share one snapshot ---------------------
+    async def _lead(self) -> bool:
+        """Whether this process probes the peers and writes the snapshot this cycle: one process
+        per state does (a lease renewed every cycle; another takes over within three intervals
+        of its holder's death). If the state cannot be written, probe anyway: /health must tell."""
+        ttl = max(3 * self._config().health.probe_interval_seconds, 2.0)
+        try:
+            return await self._state.write(lambda tx: tx.processes.hold(HEALTH_LEASE, self._process_id,
+                                                                        time.time(), ttl))
+        except StateError:
+            return True
+
+    async def adopt_snapshot(self) -> None:
+        """Takes the peers' results from the snapshot the leading process wrote (no probe of our
+        own: Chatwoot and the crews are asked once per cycle, not once per process)."""
+        doc = await self._state.read(lambda tx: tx.documents.get(SNAPSHOT_KEY))
+        checks = doc.get("checks") if isinstance(doc, dict) else None
+        if not isinstance(checks, dict):
+            return
+        self.peers = {name: _peer_from(checks.get(name)) or peer for name, peer in self.peers.items()}
+        self._crews.refresh(self._config())
+        stored = checks.get("backends") if isinstance(checks.get("backends"), dict) else {}
+        self.backends = {name: (backend.kind, _peer_from(stored.get(name)) or _UNKNOWN, backend.breaker_key)
+                         for name, backend in self._crews.all_backends().items()}
+        self.probed.set()
 
     async def probe_all(self) -> None:
         config = self._config()

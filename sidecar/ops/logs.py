@@ -185,6 +185,15 @@ def setup_logging(log_dir: str, *, level: str, as_json: bool, max_bytes: int, ba
     return path
 
 
+def stop_logging() -> None:
+    """Removes and closes the handlers :func:`setup_logging` added (a sidecar run in-process by
+    a test ends without its process ending)."""
+    root = logging.getLogger()
+    for handler in _connector_handlers():
+        root.removeHandler(handler)
+        handler.close()
+
+
 def reconfigure(*, level: str, as_json: bool, max_bytes: int, backup_count: int) -> None:
     """Applies a live change of ``logging.*`` (everything but the directory) in place."""
     logging.getLogger().setLevel(level.upper())

@@ -225,13 +225,19 @@ class Metrics:
 
     The hot path only adds to dictionaries in memory; every second the increments are added to
     the stored totals (``flush_rows``), which several processes share. Exposition merges the
-    stored totals with what is not flushed yet (:meth:`snapshot`).
+    stored totals with what is not stored yet (:meth:`snapshot`): the increments since the last
+    flush, and those of a flush whose write has not run yet. A counter never seems to go down
+    (Prometheus would take that for a restart) nor to count twice, provided the stored totals
+    and :meth:`snapshot` are read on the writer's thread, between two commits
+    (sidecar.http.routes.metrics), and the flush's write calls :meth:`stored`.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counters: dict[tuple[str, LabelKey], float] = {}
         self._histograms: dict[tuple[str, LabelKey], Histogram] = {}
+        self._in_flight: list[list[MetricRow]] = []
+        """Rows taken by ``flush_rows`` whose write has not run yet."""
         self.gauges: dict[tuple[str, LabelKey], float] = {}
 
     def inc(self, name: str, value: float = 1.0, **labels: str) -> None:
@@ -262,22 +268,30 @@ class Metrics:
 
     # -- persistence ------------------------------------------------------------------
     def flush_rows(self) -> list[MetricRow]:
-        """Takes the increments since the last call (give them back with :meth:`restore` if
-        they could not be stored)."""
+        """Takes the increments since the last call. The write that stores them calls
+        :meth:`stored`; if it fails, :meth:`restore` gives them back."""
         with self._lock:
             counters, self._counters = self._counters, {}
             histograms, self._histograms = self._histograms, {}
-        rows: list[MetricRow] = []
-        for (name, lk), value in counters.items():
-            rows.append((name, _labels_json(lk), "counter", "", value))
-        for (name, lk), hist in histograms.items():
-            labels = _labels_json(lk)
-            rows.extend((name, labels, "histogram", part, value) for part, value in hist.parts())
+            rows: list[MetricRow] = []
+            for (name, lk), value in counters.items():
+                rows.append((name, _labels_json(lk), "counter", "", value))
+            for (name, lk), hist in histograms.items():
+                labels = _labels_json(lk)
+                rows.extend((name, labels, "histogram", part, value) for part, value in hist.parts())
+            self._in_flight.append(rows)
         return rows
 
-    def restore(self, rows: Iterable[MetricRow]) -> None:
+    def stored(self, rows: list[MetricRow]) -> None:
+        """``rows`` (from :meth:`flush_rows`) are in the stored totals now: call it inside the
+        write that adds them, on the writer's thread."""
+        with self._lock:
+            self._in_flight = [batch for batch in self._in_flight if batch is not rows]
+
+    def restore(self, rows: list[MetricRow]) -> None:
         """Puts increments back (a flush failed): they go out with the next one."""
         with self._lock:
+            self._in_flight = [batch for batch in self._in_flight if batch is not rows]
             for name, labels, kind, part, value in rows:
                 key = (name, _key(json.loads(labels)))
                 if kind == "histogram":
@@ -299,6 +313,9 @@ class Metrics:
             for key, hist in self._histograms.items():
                 for part, value in hist.parts():
                     snap.add_row(key[0], key[1], "histogram", part, value)
+            for batch in self._in_flight:
+                for name, labels, kind, part, value in batch:
+                    snap.add_row(name, _key(json.loads(labels)), kind, part, value)
             snap.gauges.update(self.gauges)
         return snap
 

@@ -25,7 +25,7 @@ from typing import Any
 from connector_config import Config
 from sidecar.ops.logs import get_logger, log_event
 from sidecar.ops.metrics import Metrics
-from sidecar.queue.pacing import Pacing
+from sidecar.ops.yielding import YieldsToIntake
 from state import StateError, StateService, StorageFigures, StorageUnavailable, Tx
 from state.retention import KINDS, OldestRows, cutoffs, oldest_rows, prune_batch
 from state.vocabulary import RETENTION_STATUS
@@ -45,7 +45,7 @@ PRUNED_TOTAL = "connector_retention_pruned_total"
 class RetentionLoop:
     """Prunes what the config says may go, in small paced batches, then gives the space back."""
 
-    def __init__(self, *, config: Callable[[], Config], state: StateService, metrics: Metrics, pacing: Pacing,
+    def __init__(self, *, config: Callable[[], Config], state: StateService, metrics: Metrics, pacing: YieldsToIntake,
                  owner: str, clock: Callable[[], float] = time.time) -> None:
         self._config = config
         self._state = state

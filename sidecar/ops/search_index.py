@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sidecar.ops.logs import get_logger, log_event
-from sidecar.queue.pacing import Pacing
+from sidecar.ops.yielding import YieldsToIntake
 from state import StateError, StateService, StorageUnavailable, Tx
 from state.vocabulary import SEARCH_PURGE
 
@@ -35,7 +35,7 @@ _LEASE_SECONDS = 30.0
 
 
 class SearchIndexer:
-    def __init__(self, *, state: StateService, pacing: Pacing, owner: str,
+    def __init__(self, *, state: StateService, pacing: YieldsToIntake, owner: str,
                  clock: Callable[[], float] = time.time) -> None:
         self._state = state
         self._pacing = pacing

@@ -1,7 +1,7 @@
 """Provides ReplyPoster: a crew's answer applied in Chatwoot, exactly once per action.
 
-An answer is expanded into deterministic steps (a hand-off becomes: message, status, assignment,
-ownership). Each step's intent row is committed (synchronous=FULL) *before* its Chatwoot call, so
+An answer is expanded into deterministic steps (:mod:`sidecar.outbound.steps`: a hand-off becomes
+owner, message, note, status, assignment, labels). Each step's intent row is committed (synchronous=FULL) *before* its Chatwoot call, so
 after a crash or a dropped connection "maybe sent" can be told from "never sent", and evidence
 (the echo webhook, or the message list) is looked for before posting again.
 
@@ -19,7 +19,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -30,121 +30,12 @@ from sidecar.ops.logs import get_logger, log_event
 from sidecar.ops.metrics import Metrics
 from sidecar.ops.outcomes import count_answered, record
 from sidecar.outbound.chatwoot import ChatwootClient, ChatwootError
-from sidecar.queue.policy import AUTO, DRAFT, NOTICE, PASSIVE_MODES, SHADOW
+from sidecar.outbound.steps import Step, expand
 from sidecar.queue.retry import retry_delay
 from state import ActionRecord, Job, StateService, Tx
+from state.vocabulary import AUTO, DRAFT, NOTICE, PASSIVE_MODES, SHADOW
 
 log = get_logger()
-
-
-@dataclass(frozen=True, slots=True)
-class Step:
-    op: str
-    """``message``, ``status``, ``assign``, ``labels`` or ``owner``."""
-    args: dict[str, Any] = field(default_factory=dict)
-    changes_ownership: bool = False
-
-
-def expand(actions: tuple[dict[str, Any], ...], mode: str = AUTO) -> list[Step]:
-    """The answer's steps. A draft turns everything into private notes for the agents (the bot
-    never speaks to the customer); a shadow answer has no steps at all (it is only recorded)."""
-    if mode == SHADOW:
-        return []
-    if mode == DRAFT:
-        return _draft_steps(actions)
-    steps: list[Step] = []
-    for action in actions:
-        kind = action.get("type")
-        if kind in ("reply", "note"):
-            content = str(action.get("content") or "")
-            if content.strip():
-                args: dict[str, Any] = {"content": content, "private": kind == "note"}
-                pause = action.get("pause")
-                if kind == "reply" and isinstance(pause, int | float) and pause > 0:
-                    args.update(pause=float(pause), typing=bool(action.get("typing")))
-                steps.append(Step("message", args))
-        elif kind == "handoff":
-            steps.extend(_handoff_steps(action))
-        elif kind == "labels":
-            add = [x for x in action.get("add") or [] if isinstance(x, str)]
-            if add:
-                steps.append(Step("labels", {"add": add}))
-        elif kind == "resolve":
-            steps.append(Step("status", {"status": "resolved"}, True))
-        elif kind == "assign" and isinstance(action.get("team_id"), int):
-            # Only the sidecar's own notices use it (a reminder's escalation to a second team).
-            steps.append(Step("assign", {"team_id": action["team_id"], "assignee_id": None}))
-    return steps
-
-
-def _handoff_steps(action: dict[str, Any]) -> list[Step]:
-    """Owner first (so the echoed status change is not mistaken for a human's, and the hand-off is
-    recorded for the reminder watchdog), then the customer's message, the note for the team, the
-    status, the team and the labels."""
-    reason = str(action.get("reason") or "handed off by the crew")
-    category = str(action.get("category") or "other")
-    record = {"category": category, "reason": reason, "crew": str(action.get("crew") or ""),
-              "rule": str(action.get("rule") or ""),
-              "team_id": action.get("team_id") if isinstance(action.get("team_id"), int) else None,
-              "waiting_since": action.get("waiting_since") if isinstance(action.get("waiting_since"), int | float)
-              else None}
-    steps = [Step("owner", {"owner": ownership.HUMAN, "reason": f"handed off ({category}): {reason}",
-                            "handoff": record}, True)]
-    if isinstance(action.get("message"), str) and action["message"].strip():
-        steps.append(Step("message", {"content": action["message"], "private": False}, True))
-    if isinstance(action.get("note"), str) and action["note"].strip():
-        steps.append(Step("message", {"content": action["note"], "private": True}, True))
-    steps.append(Step("status", {"status": "open"}, True))
-    team, assignee = action.get("team_id"), action.get("assignee_id")
-    if isinstance(team, int) or isinstance(assignee, int):
-        steps.append(Step("assign", {"team_id": team if isinstance(team, int) else None,
-                                     "assignee_id": assignee if isinstance(assignee, int) else None}, True))
-    labels = [x for x in action.get("labels") or [] if isinstance(x, str)]
-    if labels:
-        steps.append(Step("labels", {"add": labels}, True))
-    return steps
-
-
-def _draft_steps(actions: tuple[dict[str, Any], ...]) -> list[Step]:
-    notes: list[str] = []
-    for action in actions:
-        kind = action.get("type")
-        content = str(action.get("content") or "").strip()
-        if kind == "reply" and content:
-            notes.append(f"{DRAFT_PREFIX}\n\n{content}")
-        elif kind == "note" and content:
-            notes.append(content)
-        elif kind == "handoff":
-            reason = str(action.get("reason") or "the crew asked for a human")
-            message = str(action.get("message") or "").strip()
-            notes.append(f"Suggested: hand this conversation to a human ({reason})."
-                         + (f"\n\n{DRAFT_PREFIX}\n\n{message}" if message else ""))
-        elif kind == "resolve":
-            notes.append("Suggested: resolve this conversation.")
-    steps = [Step("message", {"content": text, "private": True}) for text in notes]
-    for action in actions:
-        if action.get("type") == "labels":
-            add = [x for x in action.get("add") or [] if isinstance(x, str)]
-            if add:
-                steps.append(Step("labels", {"add": add}))
-    return steps
-
-
-DRAFT_PREFIX = "Suggested reply (draft, not sent to the customer):"
-"""How a draft starts: agents copy what follows it."""
-
-
-def failure_actions(reason: str, *, note: bool, handoff: bool, mode: str = AUTO) -> tuple[dict[str, Any], ...]:
-    """The failure policy: hand over to a human with a note saying why (the hand-off package, or
-    a plain note when hand-offs are off). A draft conversation only gets the note; a shadow crew's
-    failure is only recorded."""
-    text = f"The assistant could not answer this conversation: {reason}. A human agent should take over."
-    if mode == SHADOW:
-        return ()
-    if handoff and mode == AUTO:
-        return ({"type": "handoff", "category": "crew_failure", "reason": f"the assistant could not answer: {reason}",
-                 **({} if note else {"no_note": True})},)
-    return ({"type": "note", "content": text},) if note else ()
 
 
 def _gate(tx: Tx, job: Job, idx: int, now: float, fresh: bool = False) -> tuple[str, str] | None:
@@ -176,6 +67,9 @@ class _Opening:
     earlier: ActionRecord | None = None
     """The step's row from an earlier try (done, or a message that may have been posted);
     None when this transaction committed the step's intent row."""
+    lost: bool = False
+    """This worker no longer holds the job's lease (it was paused past it and another process
+    took the job): it must not call Chatwoot for it."""
 
 
 Write = Callable[[Tx], Any]
@@ -183,11 +77,14 @@ Write = Callable[[Tx], Any]
 
 
 def _open_step(tx: Tx, job: Job, idx: int, step: Step, gated: bool, completed: Write | None,
-               now: float, fresh: bool = False) -> _Opening:
+               now: float, fresh: bool = False, owner: str | None = None) -> _Opening:
     """Everything before step ``idx``'s Chatwoot call, in one transaction: the previous step's
-    completion, the gate, and the step's intent row (committed before the call)."""
+    completion, the gate, and the step's intent row (committed before the call). ``owner``: the
+    lease this worker must still hold (fencing; locks the job's row until the commit)."""
     if completed is not None:
         completed(tx)
+    if owner is not None and not tx.jobs.still_held(job.id, owner, now):
+        return _Opening(lost=True)
     if gated:
         verdict = _gate(tx, job, idx, now, fresh)
         if verdict is not None:
@@ -260,8 +157,12 @@ class ReplyPoster:
                 opening = first
             else:
                 opening = await self._state.write(_open_step, job, idx, step, plan.gated(job, idx), completed,
-                                                  time.time(), durable=True)
+                                                  time.time(), durable=True, owner=self._worker_id)
             completed = None
+            if opening.lost:
+                log_event(log, "job.lease_lost", level=30, job=job.id, step=idx)
+                self._finished()
+                return "lost"
             if opening.verdict is not None:
                 return await self._finish(job, *opening.verdict)
             if opening.earlier is not None and opening.earlier.state == "done":

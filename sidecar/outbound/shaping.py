@@ -17,9 +17,10 @@ from connector_config.hours import describe_opening, is_open, next_opening
 from connector_config.team import HANDOFF_CATEGORIES
 from sidecar.config import Config
 from sidecar.outbound.chatwoot import NO_TYPING_CHANNELS
-from sidecar.queue.policy import AUTO, after_hours_notice, hours_of
+from sidecar.queue.policy import after_hours_notice, hours_of
 from sidecar.queue.routing import rule_label
 from state import ConversationRow, Job, Tx
+from state.vocabulary import AUTO
 
 CATEGORY_TEXT = {
     "customer_request": "the customer asked for a human",
@@ -49,7 +50,7 @@ def shape(tx: Tx, job: Job, actions: Sequence[dict[str, Any]], config: Config, n
     """The answer as it will be posted. ``category``: of a hand-off that does not name its own."""
     actions = tuple(actions)
     if job.mode != AUTO:
-        return actions  # drafts, shadow answers and notices are posted as they are (see replies.expand)
+        return actions  # drafts, shadow answers and notices are posted as they are (see steps.expand)
     handoff = any(a.get("type") == "handoff" for a in actions)
     pacing = config.reply_pacing.channels
     if not handoff and not pacing and not config.inboxes:

@@ -23,12 +23,14 @@ from sidecar.config import Config
 from sidecar.crew.breaker import BreakerBoard
 from sidecar.crew.envelope import build_envelope, burst_text
 from sidecar.inbound import ownership
-from sidecar.outbound.replies import _Opening, failure_actions, open_first_step
+from sidecar.outbound.replies import _Opening, open_first_step
 from sidecar.outbound.shaping import shape
+from sidecar.outbound.steps import failure_actions
 from sidecar.queue import policy
 from sidecar.queue.routing import Decision, RoutingInput, decide_by_rules
 from state import ConversationRow, Job, MessageRow, Route, StorageUnavailable, Tx
 from state.sql import dumps
+from state.vocabulary import PASSIVE_MODES, SHADOW
 
 CALL, APPLY, POLL, DECIDE, SKIPPED, ERROR = "call", "apply", "poll", "decide", "skipped", "error"
 
@@ -121,7 +123,7 @@ def _prepare(tx: Tx, job: Job, prepare: Prepare, now: float) -> Work:
         local = decide_by_rules(config, RoutingInput(
             channel=conv.channel, inbox_id=conv.inbox_id, text=burst_text(burst), labels=conv.labels))
         mode = policy.mode_for(config, local.rule_index, conv.inbox_id)
-    passive = mode in policy.PASSIVE_MODES or job.shadow_of is not None
+    passive = mode in PASSIVE_MODES or job.shadow_of is not None
     if job.outcome != "failed" and not passive:
         owns, why = ownership.bot_owns(conv)
         if not owns:
@@ -181,11 +183,11 @@ def _add_shadow(tx: Tx, job: Job, conv: ConversationRow, burst: list[MessageRow]
     """The rule's shadow crew gets the same messages beside the live crew (its answer is only
     recorded); a rule already in shadow mode needs no second shadow."""
     rule = policy.rule_at(prepare.config, local.rule_index)
-    if rule is None or not rule.shadow_crew or rule.shadow_crew == local.crew or mode == policy.SHADOW:
+    if rule is None or not rule.shadow_crew or rule.shadow_crew == local.crew or mode == SHADOW:
         return
     crew = rule.shadow_crew
     route = Route(crew, prepare.backend(crew).kind, "rules", f"shadow crew of {local.rule}", None, local.rule,
-                  policy.SHADOW)
+                  SHADOW)
     shadow = dataclasses.replace(job, request_id=str(uuid.uuid4()))
     envelope = _envelope(shadow, conv, burst, history, route, prepare)
     tx.jobs.add_shadow(job, route, dumps(envelope), now, request_id=shadow.request_id)
@@ -246,7 +248,7 @@ def start_call(tx: Tx, work: Work, prepare: Prepare, decision: Decision) -> Work
             decision.category, decision.reason or "the decision engine asked for a human"), prepare, now)
     floor = config.routing.min_confidence
     if floor > 0 and decision.confidence is not None and decision.confidence < floor \
-            and mode not in policy.PASSIVE_MODES:
+            and mode not in PASSIVE_MODES:
         return _store_handoff(tx, job, route, policy.HandOff(
             "low_confidence", f"the decision engine's confidence {decision.confidence:g} is below "
                               f"routing.min_confidence {floor:g}", config.handoff.customer_message), prepare, now)

@@ -19,11 +19,7 @@ from sidecar.config import Config, RoutingRule
 from sidecar.inbound.payload import content_hash
 from sidecar.queue.routing import keyword_hit
 from state import ConversationRow, MessageRow, Tx
-
-AUTO, DRAFT, SHADOW, NOTICE = "auto", "draft", "shadow", "notice"
-PASSIVE_MODES = frozenset({DRAFT, SHADOW})
-"""Modes in which the bot never speaks to the customer, so it keeps working whoever owns the
-conversation."""
+from state.vocabulary import PASSIVE_MODES
 
 _HOUR, _MINUTE = 3600.0, 60.0
 _LOOP_REPEATS = 3

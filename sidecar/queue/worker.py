@@ -10,6 +10,9 @@ Slow crews never queue customers: a job holds a worker slot (``processing.concur
 while it waits for its crew, and crew calls are bounded per back-end (``max_in_flight``); waiting
 for a free call slot is never part of the call's timeout. A crew that answers 202 and calls back
 (or is polled) holds no slot while it thinks: the job is parked in the queue.
+
+A little over 400 lines: the worker's loop, its leases and its crew step stay together (the
+transactions it runs live in :mod:`sidecar.queue.crew_step`).
 """
 
 from __future__ import annotations
@@ -33,12 +36,13 @@ from sidecar.ops.metrics import Metrics
 from sidecar.ops.slots import Slots
 from sidecar.outbound.chatwoot import NO_TYPING_CHANNELS, ChatwootClient, ChatwootError
 from sidecar.outbound.replies import ReplyPoster
-from sidecar.queue import crew_step, policy
+from sidecar.queue import crew_step
 from sidecar.queue.crew_step import AttemptRow, Backend, Prepare, Work
 from sidecar.queue.pacing import Pacing
 from sidecar.queue.retry import retry_delay
 from sidecar.queue.routing import Decision, RoutingInput, decide
 from state import Job, StateService, StorageUnavailable, Tx
+from state.vocabulary import AUTO
 
 log = get_logger()
 _MAX_IDLE_SECONDS = 1.0
@@ -307,8 +311,13 @@ class QueueWorker:
         until an asynchronous answer comes (it then holds no worker slot)."""
         if isinstance(result, Answered):
             self._metrics.inc("connector_crew_requests_total", crew=job.crew or "", outcome="answered")
-            return await self._state.write(crew_step.store_answer, job, self.worker_id, row, result.actions,
-                                           self._config(), durable=True)
+            stored = await self._state.write(crew_step.store_answer, job, self.worker_id, row, result.actions,
+                                             self._config(), durable=True)
+            if stored is None:
+                # Paused past the lease (or partitioned): another worker has the job; our write was
+                # refused, and the answer it gets from the crew (same Idempotency-Key) is posted once.
+                log_event(log, "job.lease_lost", level=30, job=job.id, step="answer")
+            return stored
         self._metrics.inc("connector_crew_requests_total", crew=job.crew or "", outcome="accepted")
         config = self._config()
         now = time.time()
@@ -348,13 +357,14 @@ class QueueWorker:
         delay = retry_delay(attempt, base=p.retry_base_seconds, maximum=p.retry_max_seconds, retry_after=retry_after)
         owner = self.worker_id
 
-        def retry(tx: Tx) -> None:
+        def retry(tx: Tx) -> bool:
             if row is not None:
                 row.write(tx)
             now = time.time()
-            tx.jobs.schedule_retry(job.id, owner, now + delay, reason, now)
+            return tx.jobs.schedule_retry(job.id, owner, now + delay, reason, now)
 
-        await self._state.write(retry)
+        if not await self._state.write(retry):
+            log_event(log, "job.lease_lost", level=30, job=job.id, step="retry")
 
     async def _fail(self, job: Job, reason: str, row: AttemptRow | None = None) -> None:
         """Final failure: dead letter, and (by default) a hand-off whose note says why."""
@@ -367,7 +377,7 @@ class QueueWorker:
     def _typing(self, job: Job, channel: str) -> _Typing | None:
         """A typing indicator for a crew that takes a while (never for channels that show none)."""
         chatwoot = self._config().chatwoot
-        if not chatwoot.typing_indicator or channel in NO_TYPING_CHANNELS or job.mode != policy.AUTO:
+        if not chatwoot.typing_indicator or channel in NO_TYPING_CHANNELS or job.mode != AUTO:
             return None  # a draft or shadow crew never shows the customer anything
         return _Typing(self._chatwoot, job.account_id, job.conversation_id, chatwoot.typing_delay_seconds)
 

@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from state.handoff import deliver as _deliver
 from state.sqlite.database import SqliteDatabase
 from state.tx import Tx
 
@@ -27,28 +28,6 @@ T = TypeVar("T")
 MAX_GROUP = 128
 """Most writes committed together (bounds the latency one commit can add)."""
 _STOP = object()
-
-
-def _answer(answers: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
-    for future, ok, value in answers:
-        if future.cancelled():
-            continue
-        if ok:
-            future.set_result(value)
-        else:
-            future.set_exception(value)
-
-
-def _deliver(results: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
-    """Hands results back to their event loops: one wake-up per loop, not one per caller."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
-    for item in results:
-        by_loop.setdefault(item[0].get_loop(), []).append(item)
-    for loop, answers in by_loop.items():
-        try:
-            loop.call_soon_threadsafe(_answer, answers)
-        except RuntimeError:  # that loop is closed: nobody is waiting any more
-            pass
 
 
 class _Lane:

@@ -19,7 +19,14 @@ FIELDS = frozenset({
 """Columns a caller may set; the owner changes only through :meth:`Conversations.set_owner`."""
 _JSON_FIELDS = ("labels", "contact_json")
 RECENT_FIRST = "ORDER BY last_message_at DESC, id"
-"""Most recently active first; the id settles ties, so every way of finding a page agrees."""
+"""Most recently active first; the id settles ties, so every way of finding a page agrees.
+SQLite sorts NULL lowest, so a conversation without a message comes last (see :func:`recent_first`)."""
+
+
+def recent_first(dialect: Dialect) -> str:
+    """:data:`RECENT_FIRST` for ``dialect``: PostgreSQL sorts NULL highest, so it must be told
+    to put conversations without a message last, where SQLite puts them anyway."""
+    return f"ORDER BY last_message_at DESC{dialect.nulls_last}, id"
 
 
 def text_match(dialect: Dialect, text: str) -> tuple[str, list[Any]]:
@@ -135,7 +142,7 @@ class Conversations:
     def scan(self, where: Sequence[str], params: Sequence[Any], limit: int, offset: int) -> list[dict[str, Any]]:
         """A page of rows matching every condition of ``where``, most recent first."""
         clause = f"WHERE {' AND '.join(where)}" if where else ""
-        return self.sql.all(f"SELECT * FROM conversations {clause} {RECENT_FIRST} LIMIT ? OFFSET ?",
+        return self.sql.all(f"SELECT * FROM conversations {clause} {recent_first(self.sql.dialect)} LIMIT ? OFFSET ?",
                             [*params, limit, offset])
 
     # -- erasure ----------------------------------------------------------------------------

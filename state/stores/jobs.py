@@ -72,10 +72,12 @@ class Jobs:
         append is conditional: a burst claimed meanwhile (another process) is left alone.
         ``new_conversation``: the caller knows there is no burst to look for.
         """
+        # The burst's row is locked while its id list is rewritten (PostgreSQL: another process
+        # may fold an overtaken burst into it, or claim it, at the same moment; a claim skips it).
         open_burst = None if new_conversation else self.sql.row(
             "SELECT id, message_ids, first_message_at FROM jobs WHERE account_id=? AND conversation_id=? "
             "AND state='pending' AND attempts=0 AND actions IS NULL AND lease_owner IS NULL AND shadow_of IS NULL "
-            "ORDER BY id DESC LIMIT 1",
+            "ORDER BY id DESC LIMIT 1" + self.sql.dialect.for_update,
             (account_id, conversation_id))
         if open_burst is not None:
             job_id, ids_json, first_at = open_burst
@@ -188,6 +190,11 @@ class Jobs:
     def extend_lease(self, job_id: int, owner: str, until: float) -> bool:
         return self._fenced("UPDATE jobs SET lease_expires_at=?", (until,), job_id, owner)
 
+    def still_held(self, job_id: int, owner: str, now: float) -> bool:
+        """Whether ``owner`` still holds the job's lease; the row stays locked until the commit
+        (PostgreSQL), so no other process can take the job while this transaction decides."""
+        return self._fenced("UPDATE jobs SET updated_at=?", (now,), job_id, owner)
+
     def release_leases(self, owner: str, now: float) -> int:
         """Hands back every job this worker holds (graceful shutdown)."""
         return self.sql.execute(
@@ -274,7 +281,12 @@ class Jobs:
         The merged burst keeps only the newest MAX_BURST_MESSAGES: a customer who keeps
         overtaking every answer must not grow one request without bound (the older messages
         still travel as history)."""
-        ids = list(dict.fromkeys([*older.message_ids, *newer.message_ids]))[-MAX_BURST_MESSAGES:]
+        # The newer burst's ids as they are now, locked (the applier may be appending to it from
+        # another process; ``newer`` was read earlier without a lock).
+        current = self.sql.scalar(f"SELECT message_ids FROM jobs WHERE id=?{self.sql.dialect.for_update}",
+                                  (newer.id,))
+        newer_ids = loads_or(current, list(newer.message_ids)) if current is not None else list(newer.message_ids)
+        ids = list(dict.fromkeys([*older.message_ids, *newer_ids]))[-MAX_BURST_MESSAGES:]
         least = self.sql.dialect.least
         self.sql.execute(
             f"UPDATE jobs SET message_ids=?, first_message_at={least}(first_message_at, ?), updated_at=? WHERE id=?",

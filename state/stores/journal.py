@@ -16,6 +16,7 @@ from state.vocabulary import UNAPPLIED
 
 CONTACT_EVENTS = ("contact_created", "contact_updated")
 """Chatwoot's events about a contact itself (no conversation; the payload is the contact)."""
+APPLIER_LOCK = 0x6A726E6C  # "jrnl": the advisory lock of the journal applier (PostgreSQL)
 
 
 class Journal:
@@ -37,6 +38,15 @@ class Journal:
         ) == 1
 
     # -- applier ----------------------------------------------------------------------------
+    def take_applier_turn(self) -> None:
+        """Makes this transaction the only one applying the journal until it ends.
+
+        Deliveries are applied in arrival order by one applier at a time. SQLite's single writer
+        gives that for free; on PostgreSQL every process runs an applier, so the first statement
+        of the applier's transaction waits for an advisory lock held to its commit."""
+        if self.sql.dialect.skip_locked:
+            self.sql.execute("SELECT pg_advisory_xact_lock(?)", (APPLIER_LOCK,))
+
     def pending(self, limit: int) -> list[PendingDelivery]:
         """Journaled deliveries not applied yet, oldest first (arrival order is apply order)."""
         return [PendingDelivery(r["id"], r["delivery_id"], r["received_at"], r["body"]) for r in self.sql.all(

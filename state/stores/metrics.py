@@ -29,7 +29,10 @@ class MetricValues:
                 "INSERT INTO metric_values(name, labels, kind, part, value, updated_at) VALUES (?,?,?,?,?,?) "
                 "ON CONFLICT(name, labels, part) DO UPDATE SET value=metric_values.value+excluded.value, "
                 "updated_at=excluded.updated_at",
-                [(name, labels, kind, part, delta, now) for name, labels, kind, part, delta in rows])
+                # In key order: two processes adding to the same rows lock them in the same order
+                # (PostgreSQL), so they never deadlock.
+                [(name, labels, kind, part, delta, now)
+                 for name, labels, kind, part, delta in sorted(rows, key=lambda r: (r[0], r[1], r[3]))])
 
     def prune(self, before: float, limit: int) -> int:
         """Drops up to ``limit`` series (every part of one name and label set) that no process has

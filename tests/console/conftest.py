@@ -11,6 +11,7 @@ import pytest
 
 from console.app import ConsoleApp, make_console
 from console.settings import ConsoleSettings
+from tests import backends
 from tests.console.seed import NOW, seed
 
 ACTOR = "console:tester"
@@ -32,7 +33,8 @@ def utc() -> Iterator[None]:
 
 @pytest.fixture
 def db_path(tmp_path: Path) -> str:
-    path = str(tmp_path / "connector.db")
+    """The seeded state: a SQLite file, or a PostgreSQL database's URL (--backend)."""
+    path = str(tmp_path / "connector.db") if backends.BACKEND == backends.SQLITE else backends.state_location(tmp_path)
     seed(path)
     return path
 

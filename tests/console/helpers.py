@@ -1,15 +1,17 @@
-"""Provides small helpers shared by the console tests (reading the screen, settling)."""
+"""Provides small helpers shared by the console tests (reading the screen, waiting for it)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 from textual.app import App
 from textual.message import Message
 from textual.pilot import Pilot
 
 from console.messages import DataLoaded
+from tests.waiting import DEFAULT_TIMEOUT, wait_until
 
 
 def screen_text(app: App[None]) -> str:
@@ -41,7 +43,7 @@ class LoadWatcher:
                 if predicate(message.data):
                     event.set()
 
-    async def wait_for(self, predicate: Callable[[object], bool], timeout: float = 5.0) -> None:
+    async def wait_for(self, predicate: Callable[[object], bool], timeout: float = DEFAULT_TIMEOUT) -> None:
         event = asyncio.Event()
         self._waiters.append((predicate, event))
         try:
@@ -50,17 +52,25 @@ class LoadWatcher:
             self._waiters.remove((predicate, event))
 
 
-async def wait_for_text(pilot: Pilot[None], text: str, timeout: float = 5.0, *, present: bool = True) -> str:
-    """Settles until ``text`` is (or, with present=False, is no longer) on screen: a write's
-    effect arrives with the next refresh."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
+async def wait_for_screen(pilot: Pilot[None], check: Callable[[App[None]], Any], *, what: str,
+                          timeout: float = DEFAULT_TIMEOUT) -> Any:
+    """Lets the app run (workers, messages, redraws) until ``check(app)`` is truthy; returns its value.
+
+    What a view shows arrives from a worker thread and a message or two later: a test waits for
+    the screen it expects, never for a fixed number of turns.
+    """
+    async def look() -> Any:
         await settle(pilot)
-        shown = screen_text(pilot.app)
-        if (text in shown) == present:
-            return shown
-        if loop.time() > deadline:
-            print(f"gave up waiting for {text!r} to {'appear' if present else 'go'}; the screen:\n{shown}")
-            return shown
-        await pilot.pause(0.05)
+        return check(pilot.app)
+
+    return await wait_until(look, timeout=timeout, what=what)
+
+
+async def wait_for_text(pilot: Pilot[None], text: str, timeout: float = DEFAULT_TIMEOUT, *,
+                        present: bool = True) -> str:
+    """Waits until ``text`` is (or, with present=False, is no longer) on screen: a write's effect
+    arrives with the next refresh. Returns the screen's text."""
+    shown = await wait_for_screen(
+        pilot, lambda app: (text in screen_text(app)) == present and (screen_text(app) or " "),
+        what=f"{text!r} {'on' if present else 'gone from'} the screen", timeout=timeout)
+    return str(shown)

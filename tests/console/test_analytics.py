@@ -8,7 +8,7 @@ from console.screens.analytics import AnalyticsScreen
 from state import open_database
 from state.vocabulary import CONFIG_EFFECTIVE
 from tests.console.conftest import build_app
-from tests.console.helpers import screen_text, settle, wait_for_text
+from tests.console.helpers import screen_text, wait_for_screen, wait_for_text
 from tests.console.seed import EFFECTIVE, HOSTILE, NOW
 
 DAY = 86400.0
@@ -51,8 +51,7 @@ async def test_analytics_shows_outcomes_hours_modes_and_shadow_answers(db_path: 
     app: ConsoleApp = build_app(db_path)
     async with app.run_test(size=(200, 80)) as pilot:
         await pilot.press("6")
-        await settle(pilot)
-        assert isinstance(app.screen, AnalyticsScreen)
+        await wait_for_screen(pilot, lambda app: isinstance(app.screen, AnalyticsScreen), what="the analytics screen")
         text = await wait_for_text(pilot, "conversations served")
         assert "Last 24 hours: 3 conversations served · 3 answers · resolved by the bot 33%" in text
         assert "hand-off 33%" in text and "CSAT 4.0 (1)" in text and "drafts 1 · shadow 1" in text

@@ -15,7 +15,7 @@ from console.screens.overview import OverviewScreen
 from console.screens.problem import ProblemScreen
 from console.settings import SettingsError, load_settings
 from tests.console.conftest import build_app
-from tests.console.helpers import LoadWatcher, screen_text, settle
+from tests.console.helpers import LoadWatcher, screen_text, wait_for_screen
 from tests.console.seed import seed
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,21 +26,25 @@ def problem(app) -> str:  # noqa: ANN001
     return str(app.screen.query_one("#problem-message", Static).content)
 
 
+async def shown_problem(pilot) -> str:  # noqa: ANN001
+    """The database problem line, once the first read has failed and its screen is up."""
+    return await wait_for_screen(pilot, lambda app: isinstance(app.screen, ProblemScreen) and problem(app),
+                                 what="the database problem screen")
+
+
 async def test_missing_database_then_it_appears(tmp_path: Path) -> None:
     """No file: one line saying so; once the sidecar creates it, the view comes back."""
     path = str(tmp_path / "connector.db")
     watcher = LoadWatcher()
     app = build_app(path)
     async with app.run_test(size=(80, 24), message_hook=watcher) as pilot:
-        await settle(pilot)
-        assert problem(app).startswith(f"No database at {path}.")
+        assert (await shown_problem(pilot)).startswith(f"No database at {path}.")
         assert "Traceback" not in screen_text(app)
         assert not Path(path).exists()  # the console never creates the file
         seed(path)
         await pilot.press("r")  # retry now rather than waiting for the timer
         await watcher.wait_for(lambda data: data is not None and hasattr(data, "components"))
-        await settle(pilot)
-        assert isinstance(app.screen, OverviewScreen)
+        await wait_for_screen(pilot, lambda app: isinstance(app.screen, OverviewScreen), what="the overview back")
 
 
 def _old_schema(path: str) -> None:
@@ -56,11 +60,12 @@ async def test_old_schema_message(tmp_path: Path) -> None:
     _old_schema(path)
     app = build_app(path)
     async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
-        assert "has another schema version" in problem(app)
-        assert "no connector schema" in problem(app)
+        shown = await shown_problem(pilot)
+        assert "has another schema version" in shown
+        assert "no connector schema" in shown
 
 
+@pytest.mark.sqlite_only  # SQLite itself; tests/postgres has the PostgreSQL side
 async def test_newer_schema_message(db_path: str) -> None:
     conn = sqlite3.connect(db_path)
     conn.execute("INSERT INTO _sqlite_migrations(migration_set, name, applied_at) "
@@ -69,8 +74,7 @@ async def test_newer_schema_message(db_path: str) -> None:
     conn.close()
     app = build_app(db_path)
     async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
-        assert "newer connector" in problem(app)
+        assert "newer connector" in await shown_problem(pilot)
 
 
 def test_locked_database_message() -> None:

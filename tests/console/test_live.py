@@ -110,7 +110,9 @@ async def test_a_tick_never_cancels_the_read_an_operator_asked_for(db_path: str)
         screen = GatedScreen(app.ctx)
         await app.push_screen(screen)
         await settle(pilot)
-        assert screen.shown == [0]
+        # Page 0 once, or again when a routine tick saw another commit (on PostgreSQL the change
+        # marker is server-wide: any database's write moves it).
+        assert screen.shown and set(screen.shown) == {0}
         screen.gates = {1: threading.Event(), 2: threading.Event()}
         screen.page = 1
         screen.reload()

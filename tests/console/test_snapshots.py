@@ -30,6 +30,7 @@ def keys_then_settle(*keys: str) -> Callable[[Pilot[None]], object]:
     return run_before
 
 
+@pytest.mark.sqlite_only  # SQLite itself; tests/postgres has the PostgreSQL side
 @pytest.mark.parametrize("name, keys", [
     ("overview", ()),
     ("conversations", ("2",)),

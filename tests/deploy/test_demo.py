@@ -16,6 +16,7 @@ import pytest
 
 from state import open_database
 from tests.harness import REPO, free_port
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -195,3 +196,35 @@ async def test_demo_refuses_a_bad_rate(tmp_path: Path) -> None:
         await demo.kill()
     assert demo.lines and demo.lines[-1].startswith("config error: demo rate"), demo.lines
     assert not any("Traceback" in line for line in demo.lines)
+
+
+async def test_demo_shows_draft_and_shadow_traffic(tmp_path: Path) -> None:
+    """Instagram runs in draft mode (the feed shows the bot's private suggested-reply notes) and
+    WhatsApp has a shadow crew whose answers land in the state, never in the simulated Chatwoot."""
+    demo = await DemoProcess(tmp_path, "--demo-rate", "8", "--port", str(free_port())).start()
+    try:
+        await demo.wait_line(HEALTH, timeout=30)
+        await demo.wait_line(re.compile(r"^\s+instagram\s+#\d+\s+bot note\s+✎ Suggested reply \(draft"), timeout=90)
+        db = tmp_path / "demo-data" / "connector.db"
+
+        def shadow_answers() -> int:
+            store = open_database(str(db), readonly=True)
+            try:
+                return int(store.read(lambda tx: tx.sql.scalar(
+                    "SELECT count(*) FROM outcomes WHERE kind='shadow' AND crew='whatsapp_crew_v2'")))
+            finally:
+                store.close()
+
+        await wait_until(shadow_answers, timeout=60, what="a shadow answer recorded")
+        assert await demo.stop(signal.SIGTERM) == 0
+    finally:
+        await demo.kill()
+    # Nothing the bot said reached a customer of the draft inbox (the Instagram inbox, id 23).
+    store = open_database(str(tmp_path / "demo-data" / "connector.db"), readonly=True)
+    try:
+        assert store.read(lambda tx: tx.sql.scalar(
+            "SELECT count(*) FROM messages m JOIN conversations c ON c.account_id=m.account_id "
+            "AND c.conversation_id=m.conversation_id WHERE c.inbox_id=23 AND m.role='bot'")) == 0
+        assert store.read(lambda tx: tx.sql.scalar("SELECT count(*) FROM outcomes WHERE kind='draft'")) > 0
+    finally:
+        store.close()

@@ -72,19 +72,29 @@ def test_chatwoot_is_recent_enough_and_may_call_the_sidecar() -> None:
     assert services["postgres"]["image"].startswith("pgvector/pgvector:")
 
 
-def test_sidecar_and_console_share_the_state_volume() -> None:
+def test_replicas_and_console_share_the_postgresql_state_behind_one_address() -> None:
     services = _compose()["services"]
-    sidecar, console = services["sidecar"], services["console"]
-    assert sidecar["build"] == "."
-    assert console["image"] == sidecar["image"]
-    assert "profiles" in console and "profiles" not in sidecar  # the console never starts by itself
+    replicas = [services["sidecar-1"], services["sidecar-2"]]
+    console = services["console"]
+    for replica in replicas:
+        assert replica["build"] == "."
+        assert console["image"] == replica["image"]
+        url = replica["environment"]["SIDECAR_DATABASE_URL"]
+        # Its own role and database on the stack's PostgreSQL, never Chatwoot's; the password from .env.
+        assert url.startswith("postgresql://connector:${SIDECAR_DB_PASSWORD") and url.endswith("@postgres:5432/connector")
+        for key, value in replica["environment"].items():
+            if any(word in key for word in ("TOKEN", "SECRET", "KEY")):
+                assert str(value).startswith("${"), key
+    assert console["environment"]["SIDECAR_DATABASE_URL"] == replicas[0]["environment"]["SIDECAR_DATABASE_URL"]
+    assert "profiles" in console and "profiles" not in replicas[0]  # the console never starts by itself
     assert console["command"] == ["python", "-m", "console"]
-    data = [v for v in sidecar["volumes"] if v.endswith(":/data")]
-    assert data and data[0] in console["volumes"] and data[0].split(":")[0] in _compose()["volumes"]
-    # Secrets come from .env, never written in the compose file.
-    for key, value in sidecar["environment"].items():
-        if any(word in key for word in ("TOKEN", "SECRET", "KEY")):
-            assert str(value).startswith("${"), key
+    # Chatwoot calls one address, the proxy, which retries a refused request on the other replica.
+    proxy = services["sidecar"]
+    assert proxy["image"].startswith("nginx:") and "sidecar.internal" in proxy["networks"]["default"]["aliases"]
+    conf = (REPO / "deploy" / "nginx" / "sidecar.conf").read_text(encoding="utf-8")
+    assert "server sidecar-1:5000" in conf and "server sidecar-2:5000" in conf
+    assert re.search(r"proxy_next_upstream [^;]*error[^;]*non_idempotent", conf)
+    assert (REPO / "deploy" / "postgres" / "sidecar-db.sh").exists()
 
 
 def test_compose_file_validates_with_docker_compose() -> None:

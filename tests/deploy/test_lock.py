@@ -19,8 +19,6 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
-from tests.deploy import dockerfile as df
-
 REPO = Path(__file__).resolve().parents[2]
 RUNTIME_LOCK = REPO / "requirements.lock"
 DEV_LOCK = REPO / "requirements-dev.lock"
@@ -140,9 +138,9 @@ def test_make_and_the_image_install_from_the_locks() -> None:
     assert any("--require-hashes -r requirements-dev.lock" in line for line in installs), installs
     assert all("-r requirements-dev.lock" in line or "--no-deps" in line for line in installs), installs
 
-    builder = df.stages()[0]
-    assert any("requirements.lock" in sources for sources, _, _ in df.copies(builder))
-    run = " ".join(inst.args for inst in builder.all("RUN"))
-    assert run.count("--require-hashes") >= 2 and run.count("-r requirements.lock") >= 2, run
-    # The project's wheel alone goes in without the lock, and without its dependencies.
-    assert re.search(r"install [^&]*--no-deps [^&]*chatwoot_mcp_connector-\*\.whl", run), run
+    # The image: its dependencies from requirements.lock with their hashes (wheels built, then
+    # installed), the project's own wheel alone without the lock and without dependencies.
+    # (scripts/container-smoke builds the image for real in CI.)
+    dockerfile = " ".join((REPO / "Dockerfile").read_text(encoding="utf-8").replace("\\\n", " ").split())
+    assert dockerfile.count("--require-hashes") >= 2 and dockerfile.count("-r requirements.lock") >= 2
+    assert re.search(r"install [^&]*--no-deps [^&]*chatwoot_mcp_connector-\*\.whl", dockerfile)

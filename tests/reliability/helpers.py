@@ -1,14 +1,10 @@
-"""Helpers for the fault suite: signed deliveries over raw HTTP, waits, and database facts."""
+"""Helpers for the fault suite: signed deliveries over raw HTTP and database facts."""
 
 from __future__ import annotations
 
-import asyncio
-import inspect
-import json
 import statistics
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,24 +13,7 @@ import aiohttp
 from simulators import FakeChatwoot, chatwoot_json
 from simulators.payloads import FakeConversation, message_event
 from simulators.signing import webhook_headers
-from tests.harness import SECRET, SidecarProcess
-
-
-async def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05,
-                     what: str = "condition") -> Any:
-    """Re-checks ``predicate`` (e.g. a database query or an HTTP call; it may be async) until it
-    is truthy; fails after ``timeout``. For state another process writes, where no event tells
-    us: waiting on the condition itself, not a fixed settle."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if inspect.isawaitable(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"still false after {timeout}s: {what}")
-        await asyncio.sleep(interval)
+from tests.harness import SECRET, SidecarBase
 
 
 def signed_delivery(chatwoot: FakeChatwoot, conv: FakeConversation, text: str,
@@ -85,32 +64,28 @@ def fresh_session(timeout: float = 30.0) -> aiohttp.ClientSession:
                                  timeout=aiohttp.ClientTimeout(total=timeout))
 
 
-def webhook_url(proc: SidecarProcess) -> str:
-    return f"{proc.url}/webhook/chatwoot"
-
-
 # -- database facts (read-only connection, like the console) ---------------------------------
 
-def rows(proc: SidecarProcess, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+def rows(proc: SidecarBase, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
     return proc.query(lambda tx: tx.sql.all(sql, params))
 
 
-def scalar(proc: SidecarProcess, sql: str, params: tuple[Any, ...] = ()) -> Any:
+def scalar(proc: SidecarBase, sql: str, params: tuple[Any, ...] = ()) -> Any:
     found = rows(proc, sql, params)
     return next(iter(found[0].values())) if found else None
 
 
-def stored_delivery_ids(proc: SidecarProcess) -> set[str]:
+def stored_delivery_ids(proc: SidecarBase) -> set[str]:
     return {r["delivery_id"] for r in rows(proc, "SELECT delivery_id FROM deliveries WHERE delivery_id IS NOT NULL")}
 
 
-def jobs(proc: SidecarProcess, conversation_id: int | None = None) -> list[dict[str, Any]]:
+def jobs(proc: SidecarBase, conversation_id: int | None = None) -> list[dict[str, Any]]:
     if conversation_id is None:
         return rows(proc, "SELECT * FROM jobs ORDER BY id")
     return rows(proc, "SELECT * FROM jobs WHERE conversation_id=? ORDER BY id", (conversation_id,))
 
 
-def open_jobs(proc: SidecarProcess) -> int:
+def open_jobs(proc: SidecarBase) -> int:
     """Work not finished yet: open jobs, and acknowledged deliveries not applied yet (they become
     jobs once applied, so "no open job" alone could be true before the work even exists)."""
     stats, backlog = proc.query(lambda s: (s.jobs.stats(), s.journal.backlog()))
@@ -125,14 +100,9 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else 0.0
 
 
-async def health(proc: SidecarProcess) -> tuple[int, dict[str, Any]]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-        async with session.get(f"{proc.url}/health") as resp:
-            text = await resp.text()
-            try:
-                return resp.status, json.loads(text)
-            except ValueError:
-                return resp.status, {}
+async def health(proc: SidecarBase) -> tuple[int, dict[str, Any]]:
+    status, doc, _ = await proc.client.get("/health")
+    return status, doc if isinstance(doc, dict) else {}
 
 
 def breaker_states(doc: dict[str, Any]) -> dict[str, str] | None:

@@ -19,9 +19,8 @@ from tests.reliability.helpers import (
     open_jobs,
     post_delivery,
     signed_delivery,
-    wait_until,
-    webhook_url,
 )
+from tests.waiting import wait_until
 
 READER = r"""
 import json, os, sys, time
@@ -49,6 +48,7 @@ WAL_LIMIT = 16 * 1024 * 1024
 
 
 @pytest.mark.slow
+@pytest.mark.sqlite_only  # SQLite WAL and its readers; PostgreSQL readers never block writers
 async def test_reader_at_10hz_during_load_sees_no_lock_errors_and_wal_stays_bounded(
     sidecar_factory, chatwoot: FakeChatwoot, crew: FakeCrew, tmp_path: Path
 ) -> None:
@@ -62,12 +62,14 @@ async def test_reader_at_10hz_during_load_sees_no_lock_errors_and_wal_stays_boun
     ledger = Ledger()
     wal_max = 0
     semaphore = asyncio.Semaphore(8)
+    convs = []
     async with fresh_session() as session:
         async def one(i: int) -> None:
             conv = chatwoot.open_conversation(("whatsapp", "webwidget", "facebook")[i % 3])
+            convs.append(conv)
             delivery, body, headers = signed_delivery(chatwoot, conv, f"mensagem {i} " + "texto " * 200)
             async with semaphore:
-                await post_delivery(session, webhook_url(proc), delivery, body, headers, ledger)
+                await post_delivery(session, proc.webhook_url, delivery, body, headers, ledger)
 
         tasks = [asyncio.create_task(one(i)) for i in range(400)]
         while not all(t.done() for t in tasks):
@@ -85,4 +87,7 @@ async def test_reader_at_10hz_during_load_sees_no_lock_errors_and_wal_stays_boun
     assert max(wal_max, summary["wal_max"]) < WAL_LIMIT, (wal_max, summary["wal_max"])
     assert set(ledger.statuses.values()) == {200} and not ledger.errors
     assert not [line for line in proc.output if "locked" in line.lower() or "storage_unavailable" in line]
-    assert len(crew.unique_requests()) == 400 and crew.duplicates == 0
+    # Each message asked once and answered once. A request re-sent under its key after a crew
+    # timeout (2 s here; a loaded machine can take that long) is not a fault: the crew works once.
+    assert len(crew.unique_requests()) == 400
+    assert all(len(chatwoot.replies(c.display_id)) == 1 for c in convs)

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from simulators import FakeChatwoot, FakeCrew
 from simulators.fake_crew import default_responder
-from tests.harness import SidecarProcess
+from tests.harness import InProcessSidecar
 from tests.reliability.helpers import (
     Ledger,
     breaker_states,
@@ -26,9 +26,8 @@ from tests.reliability.helpers import (
     post_delivery,
     rows,
     signed_delivery,
-    wait_until,
-    webhook_url,
 )
+from tests.waiting import wait_until
 
 BASE, MAXIMUM, MAX_ATTEMPTS = 0.1, 0.8, 5
 SLACK = 1.0  # scheduling latency allowed on a busy 2-core machine (the worker idles <= 1 s)
@@ -46,7 +45,7 @@ def _ceiling(attempt: int) -> float:
 async def test_outage_with_retry_after_follows_the_schedule_and_drains(
     sidecar_factory, chatwoot: FakeChatwoot, crew: FakeCrew
 ) -> None:
-    proc: SidecarProcess = await sidecar_factory({"processing": {
+    proc: InProcessSidecar = await sidecar_factory({"processing": {
         "retry_base_seconds": BASE, "retry_max_seconds": MAXIMUM, "max_attempts": MAX_ATTEMPTS}})
     with_ra, without_ra, dead = (chatwoot.open_conversation("whatsapp") for _ in range(3))
     healthy = [chatwoot.open_conversation("webwidget") for _ in range(3)]
@@ -113,7 +112,7 @@ async def test_hanging_crew_times_out_on_time_and_intake_stays_fast(
         for _ in range(count):
             conv = chatwoot.open_conversation("instagram")
             delivery, body, headers = signed_delivery(chatwoot, conv, "oi, tudo bem?")
-            assert await post_delivery(session, webhook_url(proc), delivery, body, headers, ledger) == 200
+            assert await post_delivery(session, proc.webhook_url, delivery, body, headers, ledger) == 200
         return ledger.latencies
 
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:

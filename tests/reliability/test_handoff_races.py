@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from simulators import FakeChatwoot, FakeCrew
-from tests.reliability.helpers import jobs, open_jobs, wait_until
+from tests.reliability.helpers import jobs, open_jobs
+from tests.waiting import wait_until
 
 
 @pytest.mark.parametrize("interruption", ["agent_replies", "resolved"])

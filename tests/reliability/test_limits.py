@@ -14,7 +14,6 @@ from tests.reliability.helpers import (
     post_delivery,
     rows,
     signed_delivery,
-    webhook_url,
 )
 
 pytestmark = pytest.mark.asyncio
@@ -33,21 +32,21 @@ async def test_oversized_body_is_refused_with_413_and_nothing_stored(sidecar_fac
     _, body, headers = signed_delivery(chatwoot, conv, "x" * 70_000)
     ledger = Ledger()
     async with aiohttp.ClientSession() as session:
-        assert await post_delivery(session, webhook_url(proc), "big", body, headers, ledger) == 413
+        assert await post_delivery(session, proc.webhook_url, "big", body, headers, ledger) == 413
         # Without a Content-Length (chunked), the limit holds while reading.
         async def chunks():  # noqa: ANN202
             for i in range(0, len(body), 8192):
                 yield body[i:i + 8192]
         # The server may answer 413 and close before the client has written everything.
         try:
-            async with session.post(webhook_url(proc), data=chunks(), headers=headers) as resp:
+            async with session.post(proc.webhook_url, data=chunks(), headers=headers) as resp:
                 assert resp.status == 413
                 assert (await resp.json())["error"] == "request body too large"
         except aiohttp.ClientOSError:
             pass
         # A body just under the limit is still fine.
         small_id, small, small_headers = signed_delivery(chatwoot, conv, "y" * 15_000)
-        assert await post_delivery(session, webhook_url(proc), small_id, small, small_headers, ledger) == 200
+        assert await post_delivery(session, proc.webhook_url, small_id, small, small_headers, ledger) == 200
     assert [r["delivery_id"] for r in rows(proc, "SELECT delivery_id FROM deliveries")] == [small_id]
     assert (await proc.outcome(small_id))[0] == "accepted"
     assert len(rows(proc, "SELECT * FROM messages")) == 1
@@ -96,7 +95,7 @@ async def test_trickled_body_is_cut_off_at_the_request_timeout(sidecar_factory, 
     ledger = Ledger()
     async with aiohttp.ClientSession() as session:
         _, ok_body, ok_headers = signed_delivery(chatwoot, conv, "fast")
-        assert await post_delivery(session, webhook_url(proc), "fast", ok_body, ok_headers, ledger) == 200
+        assert await post_delivery(session, proc.webhook_url, "fast", ok_body, ok_headers, ledger) == 200
     assert len(rows(proc, "SELECT * FROM deliveries")) == 1
 
 
@@ -110,7 +109,7 @@ async def test_an_oversized_header_is_431_and_an_oversized_body_still_413(sideca
         async with session.get(f"{proc.url}/health", headers={"X-Padding": "a" * 7 * 1024}) as resp:
             assert resp.status == 200  # under the 8 KiB limit: served
         # 2 MB against the default 1 MiB server.max_body_bytes, with a Content-Length.
-        async with session.post(webhook_url(proc), data=b"x" * 2 * 1024 * 1024,
+        async with session.post(proc.webhook_url, data=b"x" * 2 * 1024 * 1024,
                                 headers={"Content-Type": "application/json"}) as resp:
             assert resp.status == 413
             assert await resp.json() == {"status": "rejected", "error": "request body too large"}

@@ -12,10 +12,14 @@ import psutil
 import pytest
 
 from simulators import FakeChatwoot, FakeCrew
+from tests.conftest import ProcessFactory
 from tests.harness import SidecarProcess
-from tests.reliability.helpers import open_jobs, wait_until
+from tests.reliability.helpers import open_jobs
+from tests.waiting import wait_until
 
-pytestmark = pytest.mark.slow
+# Each test starts three or four interpreters that import the whole stack (and restarts one):
+# on a loaded 2-core machine that alone can take a minute, so the hang detector is wider.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 def _children(proc: SidecarProcess) -> list[tuple[str, psutil.Process]]:
@@ -28,9 +32,9 @@ def _children(proc: SidecarProcess) -> list[tuple[str, psutil.Process]]:
     return out
 
 
-async def test_intake_and_worker_processes_answer_everything_once(sidecar_factory, chatwoot: FakeChatwoot,
-                                                                  crew: FakeCrew) -> None:
-    proc: SidecarProcess = await sidecar_factory({"server": {"processes": 2}})
+async def test_intake_and_worker_processes_answer_everything_once(process_factory: ProcessFactory,
+                                                                  chatwoot: FakeChatwoot, crew: FakeCrew) -> None:
+    proc = await process_factory({"server": {"processes": 2}})
     children = dict(_children(proc))
     assert set(children) == {"intake", "worker"}
     first = [chatwoot.open_conversation(ch) for ch in ("whatsapp", "facebook", "webwidget", "instagram") * 5]
@@ -57,8 +61,8 @@ async def test_intake_and_worker_processes_answer_everything_once(sidecar_factor
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
 
 
-async def test_children_die_with_their_parent(sidecar_factory) -> None:
-    proc: SidecarProcess = await sidecar_factory({"server": {"processes": 3}})
+async def test_children_die_with_their_parent(process_factory: ProcessFactory) -> None:
+    proc = await process_factory({"server": {"processes": 3}})
     children = [c for _, c in _children(proc)]
     assert sorted(role for role, _ in _children(proc)) == ["intake", "intake", "worker"]
     assert proc.proc is not None

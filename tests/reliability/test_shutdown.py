@@ -10,7 +10,7 @@ import signal
 import pytest
 
 from simulators import FakeChatwoot, FakeCrew
-from tests.harness import SidecarProcess
+from tests.conftest import ProcessFactory
 from tests.reliability.helpers import (
     Ledger,
     fresh_session,
@@ -20,9 +20,8 @@ from tests.reliability.helpers import (
     rows,
     signed_delivery,
     stored_delivery_ids,
-    wait_until,
-    webhook_url,
 )
+from tests.waiting import wait_until
 
 
 async def _listener_closed(port: int, timeout: float = 30.0) -> None:
@@ -41,9 +40,9 @@ async def _listener_closed(port: int, timeout: float = 30.0) -> None:
 
 @pytest.mark.slow
 async def test_sigterm_under_load_answers_in_flight_releases_leases_and_restarts_cleanly(
-    sidecar_factory, chatwoot: FakeChatwoot, crew: FakeCrew
+    process_factory: ProcessFactory, chatwoot: FakeChatwoot, crew: FakeCrew
 ) -> None:
-    proc: SidecarProcess = await sidecar_factory({
+    proc = await process_factory({
         "mcp_crew": {"timeout_seconds": 30},  # hung crew calls outlive the 4 s grace: released, not failed
         "server": {"request_timeout_seconds": 40, "shutdown_grace_seconds": 4},
         "processing": {"concurrency": 4},
@@ -80,7 +79,7 @@ async def test_sigterm_under_load_answers_in_flight_releases_leases_and_restarts
                 load_convs.append(conv)
                 delivery, body, headers = signed_delivery(chatwoot, conv, "olá, alguém aí?")
                 pending.add(asyncio.create_task(
-                    post_delivery(session, webhook_url(proc), delivery, body, headers, ledger)))
+                    post_delivery(session, proc.webhook_url, delivery, body, headers, ledger)))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop_load.wait(), 0.1)
             await asyncio.gather(*pending)

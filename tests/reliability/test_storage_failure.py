@@ -22,9 +22,8 @@ from tests.reliability.helpers import (
     post_delivery,
     signed_delivery,
     stored_delivery_ids,
-    wait_until,
-    webhook_url,
 )
+from tests.waiting import wait_until
 
 
 @contextlib.contextmanager
@@ -58,6 +57,7 @@ def fill(path: Path) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.sqlite_only  # SQLite itself; tests/postgres has the PostgreSQL side
 async def test_disk_full_gives_503_never_an_uncommitted_2xx_and_recovers(
     sidecar_factory, chatwoot: FakeChatwoot, crew: FakeCrew, tmp_path: Path
 ) -> None:
@@ -65,7 +65,7 @@ async def test_disk_full_gives_503_never_an_uncommitted_2xx_and_recovers(
         proc = await sidecar_factory({"state": {"path": str(disk / "connector.db")}})
         try:
             ledger = Ledger()
-            url = webhook_url(proc)
+            url = proc.webhook_url
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as session:
                 async def send(count: int, size: int) -> list[int | None]:
                     out = []
@@ -84,9 +84,8 @@ async def test_disk_full_gives_503_never_an_uncommitted_2xx_and_recovers(
                 assert set(during) <= {200, 503}, during  # refused cleanly, never a 500 or a reset
                 # /health probes with a real write. SQLite may free WAL space when it drops and
                 # reopens its connection, so a probe can legitimately succeed: only check coherence.
-                status, doc = await health(proc)
+                status, doc = await health(proc)  # still serving
                 assert (status == 503) == (doc["checks"]["database"]["status"] == "down"), doc
-                assert proc.proc is not None and proc.proc.returncode is None  # still running
 
                 filler.unlink()  # storage is back: no restart, no operator action
                 after = await send(5, 200)
@@ -104,7 +103,7 @@ async def test_disk_full_gives_503_never_an_uncommitted_2xx_and_recovers(
                 assert job["state"] == "done"
                 assert len(chatwoot.replies(job["conversation_id"])) == 1
             assert crew.duplicates == 0
-            check = proc.query(lambda s: s.sql.scalar("PRAGMA integrity_check"))
+            check = proc.integrity_check()
             assert check == "ok"
         finally:
             await proc.stop()

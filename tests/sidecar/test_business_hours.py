@@ -9,14 +9,13 @@ import time
 import zoneinfo
 from typing import Any
 
-import aiohttp
-
 from connector_config import BusinessHours, section_from_mapping
 from connector_config.hours import away_message, is_open, next_opening
 from connector_config.team import DAYS
 from simulators import FakeChatwoot, FakeCrew
 from tests.conftest import SidecarFactory
-from tests.reliability.helpers import wait_until
+from tests.harness import InProcessSidecar
+from tests.waiting import wait_until
 
 INBOX = 21  # the fake WhatsApp inbox
 
@@ -60,7 +59,7 @@ def test_spans_can_end_at_midnight_and_a_day_can_have_several() -> None:
     assert not is_open(hours, _epoch("2026-12-05T12:00:00"))
 
 
-# -- over real HTTP -------------------------------------------------------------------------------
+# -- the sidecar in-process, Chatwoot and the crew over HTTP -------------------------------------------------------------------------------
 def _zone_on_another_date() -> tuple[str, dt.date]:
     """A zone whose date differs from UTC's right now (so a UTC-based calendar would be wrong)."""
     now = dt.datetime.now(dt.UTC)
@@ -124,12 +123,12 @@ async def test_on_a_holiday_handoff_queues_for_the_next_opening(
     # The team's reminder clock starts when the team is back (about a week from now), not now:
     # no reminder although remind_after_minutes is under a second.
     assert handoff.waiting_since > time.time() + 5 * 86400
-    await wait_until(lambda: _metrics_say(sidecar.url, "connector_handoffs_waiting 1"),
+    await wait_until(lambda: _metrics_say(sidecar, "connector_handoffs_waiting 1"),
                      what="a watchdog round counted the hand-off as waiting")
     [handoff] = sidecar.query(lambda tx: tx.handoffs.for_conversation(7, conv.display_id))
     assert handoff.reminded_at is None and len(chatwoot.notes(conv.display_id)) == 1
 
 
-async def _metrics_say(url: str, line: str) -> bool:
-    async with aiohttp.ClientSession() as http, http.get(f"{url}/metrics") as resp:
-        return line in (await resp.text()).splitlines()
+async def _metrics_say(sidecar: InProcessSidecar, line: str) -> bool:
+    _, _, text = await sidecar.client.get("/metrics")
+    return line in text.splitlines()

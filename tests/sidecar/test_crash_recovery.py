@@ -5,22 +5,14 @@ from __future__ import annotations
 import asyncio
 
 from simulators import FakeChatwoot, FakeCrew
-from tests.harness import SidecarProcess
-
-
-async def _queue_drained(proc: SidecarProcess, timeout: float = 30.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        if proc.query(lambda s: s.jobs.stats().depth) == 0:
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError("queue did not drain")
+from tests.conftest import ProcessFactory
+from tests.waiting import wait_until
 
 
 async def test_kill_9_mid_stream_then_restart_answers_every_accepted_webhook_once(
-    sidecar: SidecarProcess, chatwoot: FakeChatwoot, crew: FakeCrew
+    process_factory: ProcessFactory, chatwoot: FakeChatwoot, crew: FakeCrew
 ) -> None:
+    sidecar = await process_factory()
     crew.latency = 0.05  # keep some requests in flight when the kill lands
     # A user token: when the kill lands between a reply's create call and its echo, the echo
     # is lost with the process and only the message list can prove the reply exists. (With an
@@ -51,9 +43,8 @@ async def test_kill_9_mid_stream_then_restart_answers_every_accepted_webhook_onc
     assert 5 <= len(accepted) < 40
 
     await sidecar.start()
-    chatwoot.webhook_url = f"{sidecar.url}/webhook/chatwoot"
     await chatwoot.wait_for(lambda: all(len(chatwoot.replies(cid)) >= 1 for cid in accepted), timeout=30)
-    await _queue_drained(sidecar)
+    await wait_until(lambda: sidecar.query(lambda s: s.jobs.stats().depth) == 0, timeout=30, what="queue drained")
     for conv in conversations:
         replies = chatwoot.replies(conv.display_id)
         if conv.display_id in accepted:
@@ -61,5 +52,5 @@ async def test_kill_9_mid_stream_then_restart_answers_every_accepted_webhook_onc
         else:
             # Committed but never acknowledged (killed between COMMIT and the answer): at most once.
             assert len(replies) <= 1
-    integrity = sidecar.query(lambda s: s.sql.scalar("PRAGMA integrity_check"))
+    integrity = sidecar.integrity_check()
     assert integrity == "ok"

@@ -4,22 +4,19 @@ arrives after a timeout is not paid for twice. Over real HTTP, against the fake 
 
 from __future__ import annotations
 
-import aiohttp
-
 from simulators import FakeChatwoot, FakeCrew
 from tests.conftest import SidecarFactory
-from tests.harness import SidecarProcess
-from tests.reliability.helpers import jobs, open_jobs, rows, wait_until
+from tests.harness import InProcessSidecar
+from tests.reliability.helpers import jobs, open_jobs, rows
+from tests.waiting import wait_until
 
 
-async def _health(proc: SidecarProcess) -> dict:
-    async with aiohttp.ClientSession() as session, session.get(f"{proc.url}/health") as resp:
-        return await resp.json()
+async def _health(proc: InProcessSidecar) -> dict:
+    return (await proc.client.get("/health"))[1]
 
 
-async def _metric(proc: SidecarProcess, name: str, backend: str) -> float | None:
-    async with aiohttp.ClientSession() as session, session.get(f"{proc.url}/metrics?format=json") as resp:
-        doc = await resp.json()
+async def _metric(proc: InProcessSidecar, name: str, backend: str) -> float | None:
+    doc = (await proc.client.get("/metrics?format=json"))[1]
     for sample in doc[name]["samples"]:
         if sample["labels"].get("backend") == backend:
             return sample["value"]
@@ -28,18 +25,20 @@ async def _metric(proc: SidecarProcess, name: str, backend: str) -> float | None
 
 async def test_calls_wait_for_a_slot_outside_their_timeout(sidecar_factory: SidecarFactory, chatwoot: FakeChatwoot,
                                                            crew: FakeCrew) -> None:
-    """12 conversations, a crew that takes 0.6 s and takes 3 at a time, a 1 s timeout: the calls
-    queue for a slot, none times out, the crew never has more than 3 and works each message once."""
-    proc = await sidecar_factory({"mcp_crew": {"timeout_seconds": 1.0, "max_in_flight": 3}})
-    crew.latency = 0.6
-    conversations = [chatwoot.open_conversation("whatsapp") for _ in range(12)]
+    """30 conversations, a crew that takes 0.3 s and takes 3 at a time, a 2 s timeout: the last
+    calls wait about 3 s for a slot, yet none times out; the crew never has more than 3 and works
+    each message once. (A call's own 0.3 s leaves its timeout a wide margin on a loaded machine;
+    only the wait for a slot passes it, and that wait is not counted.)"""
+    proc = await sidecar_factory({"mcp_crew": {"timeout_seconds": 2.0, "max_in_flight": 3}})
+    crew.latency = 0.3
+    conversations = [chatwoot.open_conversation("whatsapp") for _ in range(30)]
     for conv in conversations:
         await chatwoot.customer_says(conv, "Meu pedido não chegou")
-    await chatwoot.wait_for(lambda: all(chatwoot.replies(c.display_id) for c in conversations), timeout=30)
+    await chatwoot.wait_for(lambda: all(chatwoot.replies(c.display_id) for c in conversations), timeout=60)
     assert crew.max_in_flight == 3
-    assert crew.work == 12 and crew.joined == 0 and crew.duplicates == 0
+    assert crew.work == 30 and crew.joined == 0 and crew.duplicates == 0
     attempts = rows(proc, "SELECT outcome FROM crew_attempts")
-    assert [a["outcome"] for a in attempts] == ["answered"] * 12  # not one timed out waiting
+    assert [a["outcome"] for a in attempts] == ["answered"] * 30  # not one timed out waiting
     assert all(len(chatwoot.replies(c.display_id)) == 1 for c in conversations)
 
 
@@ -83,16 +82,19 @@ async def test_each_crew_back_end_has_its_own_limit_and_shows_it(sidecar_factory
 
 async def test_an_async_crew_holds_no_worker_slot(sidecar_factory: SidecarFactory, chatwoot: FakeChatwoot,
                                                   crew: FakeCrew) -> None:
-    """With room for 2 jobs, 8 conversations all reach a crew that answers 202 and calls back a
-    second later: a parked job holds no slot, so the worker keeps taking new ones meanwhile."""
+    """With room for 2 jobs, 8 conversations all reach a crew that answers 202 and calls back
+    later: a parked job holds no slot, so the worker keeps taking new ones meanwhile."""
     proc = await sidecar_factory({"processing": {"concurrency": 2}})
-    crew.mode, crew.async_delay = "async", 1.0
+    crew.mode = "async"
+    crew.hold_callbacks()  # no answer comes back until all 8 requests have arrived
     conversations = [chatwoot.open_conversation("webwidget") for _ in range(8)]
     for conv in conversations:
         await chatwoot.customer_says(conv, "Oi")
+    # Were a parked job holding its slot, only 2 requests could arrive before a callback.
     await crew.wait_for(lambda: len(crew.crew_requests()) == 8, timeout=20)
-    assert len(crew.callbacks_sent) == 0  # all 8 were taken before the first answer came back
+    assert len(crew.callbacks_sent) == 0
     assert {j["state"] for j in jobs(proc)} <= {"waiting", "pending", "in_flight", "done"}
+    crew.release_callbacks()
     await chatwoot.wait_for(lambda: all(chatwoot.replies(c.display_id) for c in conversations), timeout=30)
     await wait_until(lambda: open_jobs(proc) == 0, what="every job finished")
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from simulators import FakeChatwoot, FakeCrew
 from tests.conftest import SidecarFactory
-from tests.harness import SidecarProcess
+from tests.harness import InProcessSidecar
+from tests.waiting import wait_until
 
 
 async def test_a_burst_within_the_debounce_window_gives_one_crew_request(
@@ -39,7 +38,7 @@ async def test_history_goes_with_each_request(
 
 
 async def test_crew_503_then_200_is_retried_with_the_same_key_and_answered_once(
-    sidecar: SidecarProcess, chatwoot: FakeChatwoot, crew: FakeCrew
+    sidecar: InProcessSidecar, chatwoot: FakeChatwoot, crew: FakeCrew
 ) -> None:
     crew.fail_next(2, 503, retry_after=0.1)
     conv = chatwoot.open_conversation("whatsapp")
@@ -53,7 +52,7 @@ async def test_crew_503_then_200_is_retried_with_the_same_key_and_answered_once(
 
 
 async def test_crew_down_for_good_ends_in_dead_letter_note_and_handoff(
-    sidecar: SidecarProcess, chatwoot: FakeChatwoot, crew: FakeCrew
+    sidecar: InProcessSidecar, chatwoot: FakeChatwoot, crew: FakeCrew
 ) -> None:
     crew.fail_always(503)
     conv = chatwoot.open_conversation("whatsapp")
@@ -69,7 +68,7 @@ async def test_crew_down_for_good_ends_in_dead_letter_note_and_handoff(
     assert row.owner == "human"
 
 
-async def test_a_4xx_is_final_after_one_attempt(sidecar: SidecarProcess, chatwoot: FakeChatwoot, crew: FakeCrew) -> None:
+async def test_a_4xx_is_final_after_one_attempt(sidecar: InProcessSidecar, chatwoot: FakeChatwoot, crew: FakeCrew) -> None:
     crew.fail_next(1, 400)
     conv = chatwoot.open_conversation("whatsapp")
     await chatwoot.customer_says(conv, "Olá")
@@ -81,7 +80,7 @@ async def test_a_4xx_is_final_after_one_attempt(sidecar: SidecarProcess, chatwoo
 
 
 async def test_handoff_action_posts_the_message_and_opens_the_conversation(
-    sidecar: SidecarProcess, chatwoot: FakeChatwoot, crew: FakeCrew
+    sidecar: InProcessSidecar, chatwoot: FakeChatwoot, crew: FakeCrew
 ) -> None:
     crew.responder = lambda env: [{"type": "handoff", "reason": "angry customer", "message": "Vou te transferir.",
                                    "team_id": 4}]
@@ -131,7 +130,7 @@ async def test_a_quick_crew_shows_no_typing_and_a_slow_one_does(sidecar_factory:
     assert chatwoot.typing(slow.display_id) == ["on", "off"]
 
 
-async def test_an_empty_action_list_says_nothing(sidecar: SidecarProcess, chatwoot: FakeChatwoot, crew: FakeCrew) -> None:
+async def test_an_empty_action_list_says_nothing(sidecar: InProcessSidecar, chatwoot: FakeChatwoot, crew: FakeCrew) -> None:
     crew.responder = lambda env: []
     conv = chatwoot.open_conversation("whatsapp")
     await chatwoot.customer_says(conv, "ok")
@@ -140,16 +139,10 @@ async def test_an_empty_action_list_says_nothing(sidecar: SidecarProcess, chatwo
     assert done and chatwoot.replies(conv.display_id) == []
 
 
-async def _wait_job_state(proc: SidecarProcess, state: str, timeout: float = 10.0) -> bool:
-    """Polls the state DB with a deadline (the sidecar has no event to wait on here)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        n = proc.query(lambda s: s.sql.scalar("SELECT count(*) FROM jobs WHERE state=?", (state,)))
-        if n:
-            return True
-        await asyncio.sleep(0.05)
-    return False
+async def _wait_job_state(proc: InProcessSidecar, state: str) -> bool:
+    """Waits for a job in ``state`` (a committed row: no event tells the test)."""
+    return await wait_until(lambda: proc.query(lambda s: s.sql.scalar("SELECT count(*) FROM jobs WHERE state=?",
+                                                                       (state,))), what=f"a job {state}") > 0
 
 
 async def test_decision_engine_timeout_falls_back_to_the_rules(
@@ -177,7 +170,7 @@ async def test_decision_engine_timeout_falls_back_to_the_rules(
 
 
 async def test_asynchronous_answer_by_callback_and_a_second_callback_changes_nothing(
-    sidecar: SidecarProcess, chatwoot: FakeChatwoot, crew: FakeCrew
+    sidecar: InProcessSidecar, chatwoot: FakeChatwoot, crew: FakeCrew
 ) -> None:
     crew.mode = "async"
     crew.double_callback = True
@@ -201,7 +194,7 @@ async def test_chatwootai_dialect(sidecar_factory: SidecarFactory, chatwoot: Fak
 
 
 async def test_chatwoot_429_and_5xx_are_retried_without_asking_the_crew_again(
-    sidecar: SidecarProcess, chatwoot: FakeChatwoot, crew: FakeCrew
+    sidecar: InProcessSidecar, chatwoot: FakeChatwoot, crew: FakeCrew
 ) -> None:
     chatwoot.fail_next("messages", 1, 429, retry_after=0.1)
     chatwoot.fail_next("messages", 1, 503)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from simulators import FakeChatwoot, FakeCrew
 from tests.conftest import SidecarFactory
-from tests.harness import SidecarProcess
-from tests.reliability.helpers import wait_until
+from tests.harness import InProcessSidecar
+from tests.waiting import wait_until
 
 
-def _handoffs(sidecar: SidecarProcess, conv_id: int) -> list:
+def _handoffs(sidecar: InProcessSidecar, conv_id: int) -> list:
     return sidecar.query(lambda tx: tx.handoffs.for_conversation(7, conv_id))
 
 

@@ -1,4 +1,4 @@
-"""GET /health over real HTTP: checks, cached peer probes, ok/degraded/down, kv snapshot."""
+"""GET /health: checks, cached peer probes, ok/degraded/down, kv snapshot (the fakes over real HTTP)."""
 
 from __future__ import annotations
 
@@ -6,34 +6,34 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from sidecar.ops.health import JOURNAL_STALE_SECONDS, QUEUE_STALE_SECONDS, queue_status
 from simulators import FakeChatwoot, FakeCrew
 from tests.conftest import SidecarFactory
-from tests.harness import SidecarProcess, free_port
-from tests.secrets_check import RecordingClient, assert_no_secrets, poll_until
+from tests.harness import InProcessSidecar, free_port
+from tests.secrets_check import assert_no_secrets
+from tests.waiting import wait_until
 
 PEER_KEYS = {"status", "detail", "latency_ms", "checked_at"}
 
 
-async def _health(http: RecordingClient, proc: SidecarProcess) -> dict[str, Any]:
-    status, body, _ = await http.get(f"{proc.url}/health")
+async def _health(sidecar: InProcessSidecar) -> dict[str, Any]:
+    status, body, _ = await sidecar.client.get("/health")
     assert status in (200, 503)
     assert (status == 503) == (body["status"] == "down")
     return body
 
 
-async def _probed(http: RecordingClient, proc: SidecarProcess, **want: str) -> dict[str, Any]:
+async def _probed(sidecar: InProcessSidecar, **want: str) -> dict[str, Any]:
     """/health once every named check has the wanted status (probes run in the background)."""
-    async def fetch() -> dict[str, Any]:
-        return await _health(http, proc)
-
-    return await poll_until(fetch, lambda b: all(b["checks"][k]["status"] == v for k, v in want.items()),
+    return await wait_until(lambda: _health(sidecar),
+                            until=lambda b: all(b["checks"][k]["status"] == v for k, v in want.items()),
                             what=f"/health checks {want}")
 
 
-async def test_health_reports_every_check_with_age_and_latency(sidecar: SidecarProcess) -> None:
-    async with RecordingClient() as http:
-        body = await _probed(http, sidecar, chatwoot="ok", mcp_crew="ok")
+async def test_health_reports_every_check_with_age_and_latency(sidecar: InProcessSidecar) -> None:
+    body = await _probed(sidecar, chatwoot="ok", mcp_crew="ok")
     assert body["status"] == "ok"
     assert body["version"]
     checks = body["checks"]
@@ -50,15 +50,12 @@ async def test_health_reports_every_check_with_age_and_latency(sidecar: SidecarP
     assert isinstance(body["warnings"], list)
 
 
-async def test_snapshot_is_written_to_kv_in_the_console_shape(sidecar: SidecarProcess) -> None:
-    async with RecordingClient() as http:
-        await _probed(http, sidecar, chatwoot="ok", mcp_crew="ok")
+async def test_snapshot_is_written_to_kv_in_the_console_shape(sidecar: InProcessSidecar) -> None:
+    await _probed(sidecar, chatwoot="ok", mcp_crew="ok")
 
-        async def snapshot() -> Any:
-            return sidecar.query(lambda s: s.documents.get("health.snapshot"))
-
-        doc = await poll_until(snapshot, lambda d: d is not None and d["checks"]["chatwoot"]["status"] == "ok",
-                               what="kv health.snapshot")
+    doc = await wait_until(lambda: sidecar.query(lambda s: s.documents.get("health.snapshot")),
+                           until=lambda d: d is not None and d["checks"]["chatwoot"]["status"] == "ok",
+                           what="kv health.snapshot")
     assert set(doc) == {"status", "at", "warnings", "checks"}
     assert set(doc["checks"]) == {"database", "chatwoot", "mcp_crew", "decision_engine", "queue", "backends",
                                   "storage"}
@@ -81,30 +78,28 @@ async def test_health_never_calls_peers_per_request(
     sidecar_factory: SidecarFactory, chatwoot: FakeChatwoot, crew: FakeCrew
 ) -> None:
     proc = await sidecar_factory({"health": {"probe_interval_seconds": 3600}})
-    async with RecordingClient() as http:
-        await _probed(http, proc, chatwoot="ok", mcp_crew="ok")
-        seen_chatwoot, seen_crew = len(chatwoot.requests), len(crew.requests)
-        for _ in range(20):
-            await _health(http, proc)
+    await _probed(proc, chatwoot="ok", mcp_crew="ok")
+    seen_chatwoot, seen_crew = len(chatwoot.requests), len(crew.requests)
+    for _ in range(20):
+        await _health(proc)
     assert (len(chatwoot.requests), len(crew.requests)) == (seen_chatwoot, seen_crew)
 
 
 async def test_a_revoked_chatwoot_token_fails_the_check_without_showing_the_token(
-    sidecar: SidecarProcess, chatwoot: FakeChatwoot
+    sidecar: InProcessSidecar, chatwoot: FakeChatwoot
 ) -> None:
     """The probe is an authenticated call: a live agent-bot token is ok, the same token once
     Chatwoot refuses it (401 "Invalid Access Token") is a failing check that names the key."""
-    async with RecordingClient() as http:
-        body = await _probed(http, sidecar, chatwoot="ok")
-        assert body["checks"]["chatwoot"]["detail"] == "token accepted (agent-bot token)"
-        token = chatwoot.token
-        chatwoot.token = "rotated-in-chatwoot-0123456789"  # an admin reset the bot's access token
-        body = await _probed(http, sidecar, chatwoot="down")
+    body = await _probed(sidecar, chatwoot="ok")
+    assert body["checks"]["chatwoot"]["detail"] == "token accepted (agent-bot token)"
+    token = chatwoot.token
+    chatwoot.token = "rotated-in-chatwoot-0123456789"  # an admin reset the bot's access token
+    body = await _probed(sidecar, chatwoot="down")
     assert body["status"] == "degraded"
     assert body["checks"]["chatwoot"]["detail"] == "token refused (HTTP 401): check chatwoot.api_access_token"
     probes = [r for r in chatwoot.requests if r.path == "/api/v1/profile"]
     assert probes and all(r.headers.get("api_access_token") == token for r in probes)
-    assert assert_no_secrets(sidecar, http.bodies) > 2
+    assert assert_no_secrets(sidecar, sidecar.client.bodies) > 2
 
 
 async def test_a_user_token_is_checked_on_its_profile(sidecar_factory: SidecarFactory, tmp_path: Path) -> None:
@@ -117,9 +112,8 @@ async def test_a_user_token_is_checked_on_its_profile(sidecar_factory: SidecarFa
         right = await sidecar_factory({"chatwoot": {"api_url": user_chatwoot.url,
                                                     "api_access_token": user_chatwoot.token}},
                                       workdir=tmp_path / "right")
-        async with RecordingClient() as http:
-            refused = await _probed(http, wrong, chatwoot="down")
-            accepted = await _probed(http, right, chatwoot="ok")
+        refused = await _probed(wrong, chatwoot="down")
+        accepted = await _probed(right, chatwoot="ok")
     assert refused["checks"]["chatwoot"]["detail"].startswith("token refused (HTTP 401)")
     assert accepted["checks"]["chatwoot"]["detail"] == "token accepted (user token)"
     assert accepted["status"] == "ok"
@@ -130,8 +124,7 @@ async def test_a_peer_down_is_degraded_and_intake_still_accepts(
 ) -> None:
     dead = f"http://127.0.0.1:{free_port()}/crew"
     proc = await sidecar_factory({"mcp_crew": {"api_url": dead}})
-    async with RecordingClient() as http:
-        body = await _probed(http, proc, chatwoot="ok", mcp_crew="down")
+    body = await _probed(proc, chatwoot="ok", mcp_crew="down")
     assert body["status"] == "degraded"
     assert "unreachable" in body["checks"]["mcp_crew"]["detail"]
     assert body["checks"]["backends"]["default"]["status"] == "down"
@@ -146,8 +139,7 @@ async def test_decision_engine_and_named_backends_are_probed(
         "mcp_crew": {"decision_engine_url": crew.decide_url},
         "crews": {"vendas": {"backend": "http", "url": crew.crew_url, "token": "vendas-token-0123456789"}},
     })
-    async with RecordingClient() as http:
-        body = await _probed(http, proc, chatwoot="ok", mcp_crew="ok", decision_engine="ok")
+    body = await _probed(proc, chatwoot="ok", mcp_crew="ok", decision_engine="ok")
     assert body["status"] == "ok"
     vendas = body["checks"]["backends"]["vendas"]
     assert vendas["kind"] == "http" and vendas["status"] == "ok"
@@ -156,28 +148,27 @@ async def test_decision_engine_and_named_backends_are_probed(
 
 async def test_allow_unsigned_is_a_warning(sidecar_factory: SidecarFactory) -> None:
     proc = await sidecar_factory({"chatwoot": {"allow_unsigned": True}})
-    async with RecordingClient() as http:
-        body = await _probed(http, proc, chatwoot="ok")
+    body = await _probed(proc, chatwoot="ok")
     assert any("allow_unsigned" in w for w in body["warnings"])
     assert body["status"] == "ok"
 
 
-async def test_storage_unavailable_is_down_with_503(sidecar: SidecarProcess) -> None:
-    async with RecordingClient() as http:
-        await _probed(http, sidecar, chatwoot="ok")
-        # Another process holds the write lock: the sidecar's real write waits out its busy
-        # timeout and fails, so nothing could be accepted right now.
-        blocker = sqlite3.connect(str(sidecar.db_path), timeout=10, isolation_level=None)
-        try:
-            blocker.execute("BEGIN EXCLUSIVE")
-            status, body, _ = await http.get(f"{sidecar.url}/health")
-            assert status == 503 and body["status"] == "down"
-            assert body["checks"]["database"]["status"] == "down"
-        finally:
-            blocker.execute("ROLLBACK")
-            blocker.close()
-        status, body, _ = await http.get(f"{sidecar.url}/health")
-        assert status == 200 and body["checks"]["database"]["status"] == "ok"
+@pytest.mark.sqlite_only  # SQLite itself; tests/postgres has the PostgreSQL side
+async def test_storage_unavailable_is_down_with_503(sidecar: InProcessSidecar) -> None:
+    await _probed(sidecar, chatwoot="ok")
+    # Another connection holds the write lock: the sidecar's real write waits out its busy
+    # timeout and fails, so nothing could be accepted right now.
+    blocker = sqlite3.connect(str(sidecar.db_path), timeout=10, isolation_level=None)
+    try:
+        blocker.execute("BEGIN EXCLUSIVE")
+        status, body, _ = await sidecar.client.get("/health")
+        assert status == 503 and body["status"] == "down"
+        assert body["checks"]["database"]["status"] == "down"
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    status, body, _ = await sidecar.client.get("/health")
+    assert status == 200 and body["checks"]["database"]["status"] == "ok"
 
 
 def test_queue_is_degraded_when_a_job_or_an_unapplied_delivery_is_too_old() -> None:

@@ -24,9 +24,11 @@ from sidecar.ops.logs import (
     reconfigure,
 )
 from simulators import FakeChatwoot
+from simulators.loopback import serve, shut_down
 from tests.conftest import SidecarFactory
-from tests.harness import SidecarProcess
+from tests.harness import InProcessSidecar
 from tests.secrets_check import assert_no_secrets
+from tests.waiting import wait_until
 
 LINE_START = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d (DEBUG|INFO|WARNING|ERROR|CRITICAL) ")
 FORGED = "\r\n2026-01-01T00:00:00 ERROR forged=yes\u2028also\x85this\x1b[31m"
@@ -141,19 +143,15 @@ class _EvilCrew:
 
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}/crew"
+        self._runner, base = await serve(app)
+        self.url = f"{base}/crew"
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        await shut_down((), None, self._runner)
 
 
-def _log_lines(proc: SidecarProcess) -> list[str]:
+def _log_lines(proc: InProcessSidecar) -> list[str]:
     return (proc.log_dir / LOG_FILE_NAME).read_text(encoding="utf-8").split("\n")[:-1]
 
 
@@ -163,7 +161,7 @@ async def _fail_one(chatwoot: FakeChatwoot) -> None:
     await chatwoot.wait_for(lambda: len(chatwoot.notes(conv.display_id)) == 1)  # the failure note
 
 
-async def test_log_file_lines_carry_ids_crew_and_timings(sidecar: SidecarProcess, chatwoot: FakeChatwoot) -> None:
+async def test_log_file_lines_carry_ids_crew_and_timings(sidecar: InProcessSidecar, chatwoot: FakeChatwoot) -> None:
     conv = chatwoot.open_conversation("whatsapp")
     await chatwoot.customer_says(conv, "olá", delivery_id="delivery-abc")
     await chatwoot.wait_for(lambda: len(chatwoot.replies(conv.display_id)) == 1)
@@ -208,6 +206,9 @@ async def test_log_file_rotates_by_size(sidecar_factory: SidecarFactory, chatwoo
                                   "processing": {"workers_enabled": False}})
     for i in range(40):
         await chatwoot.customer_says(chatwoot.open_conversation("whatsapp"), f"mensagem {i}")
+    # Acknowledged is not logged yet: the journal applier writes each delivery's line afterwards.
+    await wait_until(lambda: sum("webhook.received" in line for line in proc.output) >= 40,
+                     what="every delivery's log line written")
     names = sorted(p.name for p in proc.log_dir.iterdir())
     assert names == [LOG_FILE_NAME, f"{LOG_FILE_NAME}.1", f"{LOG_FILE_NAME}.2"]
     for path in proc.log_dir.iterdir():

@@ -5,7 +5,7 @@ from __future__ import annotations
 from simulators import FakeChatwoot, FakeCrew
 from simulators.payloads import conversation_event
 from tests.conftest import SidecarFactory
-from tests.harness import SidecarProcess
+from tests.harness import InProcessSidecar
 
 
 async def _answered_once_more(chatwoot: FakeChatwoot, conv, text: str) -> None:  # noqa: ANN001
@@ -17,7 +17,7 @@ async def _answered_once_more(chatwoot: FakeChatwoot, conv, text: str) -> None: 
 
 
 async def test_own_replies_notes_templates_echoes_and_updates_are_never_answered(
-    sidecar: SidecarProcess, chatwoot: FakeChatwoot, crew: FakeCrew
+    sidecar: InProcessSidecar, chatwoot: FakeChatwoot, crew: FakeCrew
 ) -> None:
     """The bot's echoed reply, a note, a template, message_updated and conversation events ask no crew."""
     conv = chatwoot.open_conversation("whatsapp")
@@ -62,7 +62,7 @@ async def test_user_token_echo_arriving_before_the_create_answer_does_not_pause(
     assert row.owner == "bot", row.owner_reason
 
 
-async def test_a_native_app_echo_pauses_the_bot(sidecar: SidecarProcess, chatwoot: FakeChatwoot, crew: FakeCrew) -> None:
+async def test_a_native_app_echo_pauses_the_bot(sidecar: InProcessSidecar, chatwoot: FakeChatwoot, crew: FakeCrew) -> None:
     """A message typed in the WhatsApp Business app itself is a human agent's message."""
     conv = chatwoot.open_conversation("whatsapp")
     status, body = await chatwoot.native_echo(conv, "Oi Mariana, aqui é o Carlos pelo app")
@@ -74,7 +74,7 @@ async def test_a_native_app_echo_pauses_the_bot(sidecar: SidecarProcess, chatwoo
 
 
 async def test_human_reply_pauses_and_resolution_gives_the_conversation_back(
-    sidecar: SidecarProcess, chatwoot: FakeChatwoot, crew: FakeCrew
+    sidecar: InProcessSidecar, chatwoot: FakeChatwoot, crew: FakeCrew
 ) -> None:
     """A human agent's public reply pauses the bot; resolved + a new customer message wakes it."""
     conv = chatwoot.open_conversation("webwidget")

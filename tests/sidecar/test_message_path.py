@@ -7,7 +7,7 @@ import json
 import pytest
 
 from simulators import FakeChatwoot, FakeCrew
-from tests.harness import SidecarProcess
+from tests.harness import InProcessSidecar
 
 
 @pytest.mark.parametrize(
@@ -21,7 +21,7 @@ from tests.harness import SidecarProcess
     ],
 )
 async def test_customer_message_is_answered_by_the_rule_crew(
-    sidecar: SidecarProcess, chatwoot: FakeChatwoot, crew: FakeCrew, channel: str, via_page: bool, crew_name: str
+    sidecar: InProcessSidecar, chatwoot: FakeChatwoot, crew: FakeCrew, channel: str, via_page: bool, crew_name: str
 ) -> None:
     """Each channel's message reaches its crew and the answer lands in its conversation."""
     conv = chatwoot.open_conversation(channel, instagram_via_page=via_page)
@@ -35,7 +35,7 @@ async def test_customer_message_is_answered_by_the_rule_crew(
 
 
 async def test_attachments_reach_the_crew_with_their_urls_and_types(
-    sidecar: SidecarProcess, chatwoot: FakeChatwoot, crew: FakeCrew
+    sidecar: InProcessSidecar, chatwoot: FakeChatwoot, crew: FakeCrew
 ) -> None:
     """An image with a caption and an audio note: one normalised message each, whatever the channel."""
     conv = chatwoot.open_conversation("whatsapp")

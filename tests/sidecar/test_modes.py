@@ -1,4 +1,4 @@
-"""Modes per inbox and per routing rule, over real HTTP against the fake Chatwoot and crews.
+"""Modes per inbox and per routing rule: the sidecar in-process, the fake Chatwoot and crews over HTTP.
 
 draft: the crew's answer reaches the agents as a private "suggested reply" note, never the
 customer. shadow: a crew runs on live traffic and its answer is only recorded (state, /stats,
@@ -10,15 +10,15 @@ from __future__ import annotations
 from simulators import FakeChatwoot, FakeCrew
 from simulators.fake_crew import envelope_crew
 from tests.conftest import SidecarFactory
-from tests.harness import SidecarProcess
-from tests.reliability.helpers import wait_until
+from tests.harness import InProcessSidecar
+from tests.waiting import wait_until
 
 DRAFT_PREFIX = "Suggested reply (draft, not sent to the customer):"
 WRITES = ("/messages", "/toggle_status", "/assignments", "/labels", "/toggle_typing_status", "/toggle_priority",
           "/custom_attributes")
 
 
-def _outcomes(sidecar: SidecarProcess, kind: str) -> list[dict]:
+def _outcomes(sidecar: InProcessSidecar, kind: str) -> list[dict]:
     return sidecar.query(lambda tx: tx.outcomes.recent(kind))
 
 

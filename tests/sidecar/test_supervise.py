@@ -1,5 +1,5 @@
 """Supervisor: a background loop that fails unexpectedly is restarted, logged, counted and
-reported; and over real HTTP, an applier that cannot apply shows in /health until it can."""
+reported; and in a running sidecar, an applier that cannot apply shows in /health until it can."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import sqlite3
 import time
 import uuid
 
-import aiohttp
 import pytest
 
 from sidecar.ops.logs import REDACTOR
@@ -16,8 +15,8 @@ from sidecar.ops.metrics import Metrics
 from sidecar.ops.supervise import RECENT_SECONDS, WARN_SECONDS, Supervisor
 from simulators import FakeChatwoot, chatwoot_json, sign
 from simulators.payloads import message_event
-from tests.harness import SECRET, SidecarProcess
-from tests.secrets_check import RecordingClient, poll_until
+from tests.harness import SECRET, InProcessSidecar
+from tests.waiting import wait_until
 
 
 def _restarts(metrics: Metrics, task: str) -> float:
@@ -66,8 +65,9 @@ async def test_cancelling_a_supervised_loop_is_not_a_crash() -> None:
     assert supervisor.crashes == {}
 
 
+@pytest.mark.sqlite_only  # SQLite itself; tests/postgres has the PostgreSQL side
 async def test_an_applier_that_cannot_apply_shows_in_health_until_it_can(
-    sidecar: SidecarProcess, chatwoot: FakeChatwoot
+    sidecar: InProcessSidecar, chatwoot: FakeChatwoot
 ) -> None:
     """Acknowledged webhooks that cannot be applied must not hide behind an ``ok``: here an
     outside change to the database (a trigger refusing updates of deliveries) stops the
@@ -81,28 +81,27 @@ async def test_an_applier_that_cannot_apply_shows_in_health_until_it_can(
     stamp, delivery = int(time.time()), str(uuid.uuid4())
     headers = {"Content-Type": "application/json", "X-Chatwoot-Delivery": delivery,
                "X-Chatwoot-Timestamp": str(stamp), "X-Chatwoot-Signature": sign(body, SECRET, stamp)}
-    async with aiohttp.ClientSession() as session, session.post(
-            f"{sidecar.url}/webhook/chatwoot", data=body, headers=headers) as resp:
-        assert resp.status == 200  # journaled: acknowledged whatever happens next
-    async with RecordingClient() as http:
-        async def health() -> dict:
-            return (await http.get(f"{sidecar.url}/health"))[1]
+    status, _, _ = await sidecar.client.post("/webhook/chatwoot", data=body, headers=headers)
+    assert status == 200  # journaled: acknowledged whatever happens next
 
-        doc = await poll_until(health, lambda d: d["checks"]["queue"]["status"] == "degraded",
-                               what="the stuck journal in /health")
-        assert doc["status"] == "degraded"
-        queue = doc["checks"]["queue"]
-        assert queue["unapplied"] == 1 and queue["oldest_unapplied_age"] >= 0
-        assert "cannot be applied: deliveries are read-only for now" in queue["detail"]
+    async def health() -> dict:
+        return (await sidecar.client.get("/health"))[1]
 
-        db.execute("DROP TRIGGER hold_deliveries")
-        db.commit()
-        db.close()
-        assert (await sidecar.outcome(delivery))[0] == "accepted"
-        doc = await poll_until(health, lambda d: d["checks"]["queue"]["status"] == "ok",
-                               what="the journal applied")
-        assert doc["checks"]["queue"]["unapplied"] == 0
-        assert "detail" not in doc["checks"]["queue"]
+    doc = await wait_until(health, until=lambda d: d["checks"]["queue"]["status"] == "degraded",
+                           what="the stuck journal in /health")
+    assert doc["status"] == "degraded"
+    queue = doc["checks"]["queue"]
+    assert queue["unapplied"] == 1 and queue["oldest_unapplied_age"] >= 0
+    assert "cannot be applied: deliveries are read-only for now" in queue["detail"]
+
+    db.execute("DROP TRIGGER hold_deliveries")
+    db.commit()
+    db.close()
+    assert (await sidecar.outcome(delivery))[0] == "accepted"
+    doc = await wait_until(health, until=lambda d: d["checks"]["queue"]["status"] == "ok",
+                           what="the journal applied")
+    assert doc["checks"]["queue"]["unapplied"] == 0
+    assert "detail" not in doc["checks"]["queue"]
 
 
 async def test_a_secret_in_the_error_never_reaches_the_warnings() -> None:

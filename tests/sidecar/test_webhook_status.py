@@ -6,33 +6,32 @@ import time
 
 from simulators import FakeChatwoot
 from tests.conftest import SidecarFactory
-from tests.harness import SECRET, SidecarProcess
-from tests.secrets_check import RecordingClient, poll_until
+from tests.harness import SECRET, InProcessSidecar
+from tests.waiting import wait_until
 
 OUTCOMES = {"accepted", "ignored", "duplicate", "failed", "rejected_signature", "rejected_malformed"}
 
 
 async def test_counts_every_outcome_and_names_the_last_rejection(
-    sidecar: SidecarProcess, chatwoot: FakeChatwoot
+    sidecar: InProcessSidecar, chatwoot: FakeChatwoot
 ) -> None:
-    async with RecordingClient() as http:
-        status, empty, _ = await http.get(f"{sidecar.url}/webhook/status")
-        assert status == 200
-        assert empty["last_delivery_at"] is None and empty["last_rejection"] is None
-        assert empty["counts"] == dict.fromkeys(OUTCOMES, 0)
+    status, empty, _ = await sidecar.client.get("/webhook/status")
+    assert status == 200
+    assert empty["last_delivery_at"] is None and empty["last_rejection"] is None
+    assert empty["counts"] == dict.fromkeys(OUTCOMES, 0)
 
-        conv = chatwoot.open_conversation("whatsapp")
-        started = time.time()
-        assert (await chatwoot.customer_says(conv, "oi", delivery_id="d-1"))[1]["status"] == "accepted"
-        assert (await chatwoot.customer_says(conv, "oi de novo", delivery_id="d-1"))[1]["status"] == "duplicate"
-        assert (await chatwoot.agent_says(conv, "nota interna", private=True))[0] == 200
-        await sidecar.outcome(chatwoot.webhook_results[-1][0])  # counted once applied
-        status, _ = await chatwoot.send_event({"event": "message_created"}, secret="not-the-secret-at-all")
-        assert status == 401
-        status, _ = await chatwoot.send_event(None, raw_body=b"{not json", delivery_id="d-bad")
-        assert status == 400
+    conv = chatwoot.open_conversation("whatsapp")
+    started = time.time()
+    assert (await chatwoot.customer_says(conv, "oi", delivery_id="d-1"))[1]["status"] == "accepted"
+    assert (await chatwoot.customer_says(conv, "oi de novo", delivery_id="d-1"))[1]["status"] == "duplicate"
+    assert (await chatwoot.agent_says(conv, "nota interna", private=True))[0] == 200
+    await sidecar.outcome(chatwoot.webhook_results[-1][0])  # counted once applied
+    status, _ = await chatwoot.send_event({"event": "message_created"}, secret="not-the-secret-at-all")
+    assert status == 401
+    status, _ = await chatwoot.send_event(None, raw_body=b"{not json", delivery_id="d-bad")
+    assert status == 400
 
-        status, body, raw = await http.get(f"{sidecar.url}/webhook/status")
+    status, body, raw = await sidecar.client.get("/webhook/status")
     assert status == 200
     counts = body["counts"]
     assert counts["accepted"] == 1 and counts["duplicate"] == 1
@@ -55,22 +54,24 @@ async def test_queue_depth_shows_waiting_work(sidecar_factory: SidecarFactory, c
     for _ in range(3):
         await chatwoot.customer_says(chatwoot.open_conversation("facebook"), "olá")
     await proc.outcome(chatwoot.webhook_results[-1][0])  # queued once applied (in arrival order)
-    async with RecordingClient() as http:
-        status, body, _ = await http.get(f"{proc.url}/webhook/status")
+    status, body, _ = await proc.client.get("/webhook/status")
     assert status == 200
     assert body["queue"]["depth"] == 3 and body["queue"]["pending"] == 3
     assert body["queue"]["oldest_pending_age"] >= 0
 
 
-async def test_last_delivery_and_counts_survive_a_restart(sidecar: SidecarProcess, chatwoot: FakeChatwoot) -> None:
-    await chatwoot.customer_says(chatwoot.open_conversation("whatsapp"), "oi")
-    async with RecordingClient() as http:
-        _, before, _ = await http.get(f"{sidecar.url}/webhook/status")
-        await sidecar.stop()
-        await sidecar.start()
+async def test_last_delivery_and_counts_survive_a_restart(sidecar: InProcessSidecar, chatwoot: FakeChatwoot) -> None:
+    conv = chatwoot.open_conversation("whatsapp")
+    await chatwoot.customer_says(conv, "oi")
+    # The bot's reply comes back as a webhook too (a later last delivery): compare after it.
+    await chatwoot.wait_for(lambda: len(chatwoot.replies(conv.display_id)) == 1)
+    await chatwoot.echoes_delivered()
+    _, before, _ = await sidecar.client.get("/webhook/status")
+    await sidecar.stop()
+    await sidecar.start()
 
-        async def status() -> dict:
-            return (await http.get(f"{sidecar.url}/webhook/status"))[1]
+    async def status() -> dict:
+        return (await sidecar.client.get("/webhook/status"))[1]
 
-        after = await poll_until(status, lambda b: b["counts"]["accepted"] == 1, what="counts after restart")
+    after = await wait_until(status, until=lambda b: b["counts"]["accepted"] == 1, what="counts after restart")
     assert after["last_delivery_at"] == before["last_delivery_at"]

@@ -26,7 +26,6 @@ from sidecar.crew.base import Answered, CrewError
 from sidecar.crew.registry import callback_secret
 from sidecar.http.errors import NotFound, Unavailable
 from sidecar.ops.logs import get_logger, log_event
-from sidecar.queue.crew_step import store_async_answer
 from sidecar.runtime import Runtime
 from state import StorageUnavailable
 
@@ -85,7 +84,7 @@ async def crewai_callback(request: Request, request_id: str, token: str) -> HTTP
         log_event(log, "crew.amp_callback", request_id=request_id, outcome="still_running")
         return json({"status": "running"})
     try:
-        outcome = await runtime.state.write(store_async_answer, request_id, result.actions, runtime.config.current)
+        outcome = await runtime.store_crew_answer(request_id, result.actions)
     except StorageUnavailable:
         raise Unavailable("storage unavailable") from None
     log_event(log, "crew.amp_callback", request_id=request_id, outcome=outcome, actions=len(result.actions))

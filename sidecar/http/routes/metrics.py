@@ -30,16 +30,22 @@ def _wants_json(request: Request) -> bool:
 
 
 async def snapshot(runtime: Runtime) -> Snapshot:
-    """Every figure as exposed (also used by /webhook/status)."""
+    """Every figure as exposed (also used by /webhook/status).
+
+    Read under the process's metrics lock, which a flush holds from taking its increments until
+    its commit: otherwise a flush committing in between would show its increments twice or not
+    at all (a counter going down). Works the same on every back-end.
+    """
     def read(tx: Tx) -> tuple[Any, Any, Any]:
         now = time.time()
         return tx.metrics.totals(), tx.jobs.stats(now), tx.processes.live(now)
 
-    try:
-        totals, stats, processes = await runtime.state.read(read)
-    except StateError:
-        return runtime.metrics.snapshot([])
-    snap = runtime.metrics.snapshot(totals)
+    async with runtime.metrics_lock:
+        try:
+            totals, stats, processes = await runtime.state.read(read)
+        except StateError:
+            return runtime.metrics.snapshot([])
+        snap = runtime.metrics.snapshot(totals)
     snap.gauges[("connector_queue_depth", ())] = stats.depth
     snap.gauges[("connector_dead_letters", ())] = stats.dead
     config = runtime.config.current

@@ -11,7 +11,6 @@ from sidecar.crew.base import CrewError, parse_actions
 from sidecar.http.auth import require_crew_key
 from sidecar.http.errors import BadRequest, NotFound, RequestTimeout, Unavailable
 from sidecar.ops.logs import get_logger, log_event
-from sidecar.queue.crew_step import store_async_answer
 from sidecar.runtime import Runtime
 from state import StorageUnavailable
 
@@ -72,7 +71,7 @@ async def mcp_crew_callback(request: Request) -> HTTPResponse:
     except CrewError as exc:
         raise BadRequest(str(exc)) from None
     try:
-        outcome = await runtime.state.write(store_async_answer, request_id, actions, runtime.config.current)
+        outcome = await runtime.store_crew_answer(request_id, actions)
     except StorageUnavailable:
         raise Unavailable("storage unavailable") from None
     log_event(log, "crew.callback", request_id=request_id, outcome=outcome, actions=len(actions))

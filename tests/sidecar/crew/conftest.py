@@ -10,7 +10,7 @@ import pytest
 from simulators.fake_amp import FakeAmp
 from simulators.fake_mcp import FakeMcp
 from state import Job
-from tests.harness import SidecarProcess
+from tests.harness import SidecarBase
 
 
 @pytest.fixture
@@ -30,11 +30,11 @@ def crews(**entries: dict[str, Any]) -> dict[str, Any]:
     return {"crews": entries}
 
 
-def jobs_of(proc: SidecarProcess, account_id: int, conversation_id: int) -> list[Job]:
+def jobs_of(proc: SidecarBase, account_id: int, conversation_id: int) -> list[Job]:
     return proc.query(lambda store: store.jobs.for_conversation(account_id, conversation_id))
 
 
-async def finished_job(proc: SidecarProcess, account_id: int, conversation_id: int, state: str = "done") -> Job:
+async def finished_job(proc: SidecarBase, account_id: int, conversation_id: int, state: str = "done") -> Job:
     """The conversation's (only) job, once the sidecar logged it ``job.<state>``."""
     [job] = jobs_of(proc, account_id, conversation_id)
     await proc.wait_for_output(f"job.{state} job={job.id} ")

@@ -21,8 +21,8 @@ from sidecar.crew.amp import (
 )
 from sidecar.crew.base import CrewError, CrewRequest
 from sidecar.crew.local import LocalCrewBackend
-from sidecar.crew.mcp import (
-    McpCrewBackend,
+from sidecar.crew.mcp import McpCrewBackend
+from sidecar.crew.mcp_results import (
     actions_from_result,
     arguments_for,
     kickoff_id_from_result,
