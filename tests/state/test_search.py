@@ -119,7 +119,16 @@ def test_a_number_finds_its_conversation(seeded: Database) -> None:
     assert (1, 42) in _ids(rows)
 
 
-def test_index_keeps_up_with_changes_and_merges(db: Database) -> None:
+@pytest.mark.sqlite_only
+def test_index_keeps_up_with_changes_and_merges(tmp_path: Path) -> None:
+    db = open_database(str(tmp_path / "i.db"), migrate=True)
+    try:
+        _index_keeps_up_with_changes_and_merges(db)
+    finally:
+        db.close()
+
+
+def _index_keeps_up_with_changes_and_merges(db: Database) -> None:
     """The triggers note every change; indexing takes the old text out and puts the new one in."""
     db.write(lambda tx: tx.conversations.upsert(1, 1, 1.0, contact_name="Alice Wonder", last_message_at=1.0))
     assert db.read(lambda tx: tx.search.pending()) == 1
@@ -145,3 +154,66 @@ def test_index_keeps_up_with_changes_and_merges(db: Database) -> None:
         "SELECT count(*) FROM conversation_search_data WHERE id > 10")) <= 2  # one segment left
     assert db.write(lambda tx: tx.sql.execute(
         "INSERT INTO conversation_search(conversation_search) VALUES ('integrity-check')")) is not None
+
+
+def _postgres(tmp_path: Path, *, refuse_extensions: bool = False) -> Database:
+    """A migrated PostgreSQL state; ``refuse_extensions``: its role may not create pg_trgm there
+    (CREATE on the database revoked, as a DBA would), so the migration must go on without it."""
+    import psycopg
+
+    from tests import backends
+
+    url = backends.state_location(tmp_path, backends.POSTGRES)
+    if refuse_extensions:
+        with psycopg.connect(url, autocommit=True) as conn:
+            if conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname=current_user").fetchone()[0]:
+                pytest.skip("the test server's role is a superuser: nothing can be refused to it")
+            name = conn.execute("SELECT current_database()").fetchone()[0]
+            conn.execute(f'REVOKE CREATE ON DATABASE "{name}" FROM PUBLIC, CURRENT_USER')
+    return open_database(url, migrate=True)
+
+
+def _has_trigram(db: Database) -> bool:
+    from state.postgres.migrations import has_trigram_indexes
+
+    return db.read(lambda tx: has_trigram_indexes(tx.sql.conn))
+
+
+def test_postgres_filter_is_answered_from_trigram_indexes(tmp_path: Path) -> None:
+    db = _postgres(tmp_path)
+    try:
+        assert _has_trigram(db)
+        _seed(db, 400, random.Random(7))
+        from state.sql import POSTGRESQL
+        from state.stores.conversations import text_match
+
+        clause, params = text_match(POSTGRESQL, "silva")
+
+        def plan(tx: Tx) -> str:
+            tx.sql.execute("SET enable_seqscan = off")  # the planner's choice at 400 rows is not the point
+            try:
+                return "\n".join(str(r) for r in tx.sql.all(f"EXPLAIN SELECT id FROM conversations WHERE {clause}",
+                                                             params))
+            finally:
+                tx.sql.execute("RESET enable_seqscan")
+        shown = db.read(plan)
+        assert "trgm_conversations_contact_name" in shown and "trgm_conversations_number_text" in shown, shown
+        found = db.read(lambda tx: _ids(tx.conversations.page(text="silva", limit=1000)))
+        assert found and len(found) == len(set(found))
+    finally:
+        db.close()
+
+
+def test_postgres_without_pg_trgm_the_filter_scans_and_finds_the_same(tmp_path: Path) -> None:
+    db = _postgres(tmp_path, refuse_extensions=True)
+    try:
+        assert not _has_trigram(db)
+        _seed(db, 120, random.Random(3))
+        found = db.read(lambda tx: _ids(tx.conversations.page(text="JOSÉ", limit=1000)))
+        expected = db.read(lambda tx: [(r["account_id"], r["conversation_id"]) for r in tx.sql.all(
+            "SELECT account_id, conversation_id FROM conversations WHERE contact_name ILIKE '%josé%' "
+            "OR inbox_name ILIKE '%josé%' OR last_message_preview ILIKE '%josé%' "
+            "ORDER BY last_message_at DESC NULLS LAST, id")])
+        assert found == expected and found
+    finally:
+        db.close()
