@@ -43,8 +43,8 @@ from state.records import (
 )
 from state.sqlite.connect import SCHEMA_NAME
 from state.sqlite.database import SqliteDatabase
-from state.sqlite.maintenance import StorageFigures
 from state.sqlite.service import SqliteService
+from state.storage import StorageFigures
 from state.stores.jobs import MAX_BURST_MESSAGES, Route
 from state.tx import Tx
 

@@ -127,7 +127,7 @@ class OverviewScreen(LiveScreen):
         storage, oldest, last = data.storage, data.oldest_row, data.last_prune
         # Red: a file made before auto-vacuum, which never shrinks until `compact` (see warnings).
         rows = [_figure("Database", "-" if storage is None else size(storage.file_bytes + storage.wal_bytes),
-                        storage is not None and storage.auto_vacuum != "incremental"),
+                        storage is not None and storage.needs_compact),
                 _figure("  free inside", "-" if storage is None else size(storage.reusable_bytes)),
                 _figure("Oldest row" if oldest is None else f"Oldest row ({oldest[0]})",
                         "-" if oldest is None else since(oldest[1], data.now))]

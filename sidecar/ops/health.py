@@ -56,6 +56,7 @@ from sidecar.ops.logs import get_logger, log_event
 from sidecar.ops.retention import COMPACT_HINT, read_storage, storage_check
 from sidecar.outbound.chatwoot import ChatwootClient
 from state import StateError, StateService, Tx
+from state.storage import GIVES_BACK
 from state.vocabulary import HEALTH_SNAPSHOT, JOURNAL_STALE_SECONDS, QUEUE_STALE_SECONDS
 
 log = get_logger()
@@ -314,7 +315,7 @@ class HealthMonitor:
                                   **{name: peer.to_dict() for name, peer in self.peers.items()},
                                   "queue": queue, "backends": self._backend_checks(processes), "storage": storage}
         warnings = list(self._warnings())
-        if storage.get("auto_vacuum") not in (None, "incremental"):
+        if storage.get("auto_vacuum") not in (None, *GIVES_BACK):
             warnings.append(COMPACT_HINT.format(mib=storage["file_bytes"] // 2**20))
         # Other processes' background-loop crashes (multi-process mode) show here too.
         others_crashing = False

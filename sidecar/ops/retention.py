@@ -169,7 +169,7 @@ def storage_check(figures: StorageFigures, oldest: OldestRows, last: dict[str, A
         "oldest_row_age_seconds": round(now - found[1], 3) if found else None,
         "oldest_by_kind": oldest.by_kind,
         "last_pass_at": last.get("at") if last else None, "last_pass": last, "checked_at": now}
-    if figures.auto_vacuum != "incremental":
+    if figures.needs_compact:
         check["detail"] = COMPACT_HINT.format(mib=figures.file_bytes // 2**20)
     else:
         check["detail"] = f"{(figures.file_bytes + figures.wal_bytes) / 2**20:.1f} MiB"

@@ -24,6 +24,7 @@ import psycopg
 from psycopg.rows import tuple_row
 
 from state.errors import SchemaMismatch, StateError, StorageUnavailable
+from state.postgres import maintenance
 from state.postgres.connect import (
     as_state_error,
     connect,
@@ -36,6 +37,7 @@ from state.postgres.connect import (
 )
 from state.postgres.migrations import KNOWN_MIGRATIONS, applied_names, apply_migrations
 from state.sql import POSTGRESQL, Sql
+from state.storage import StorageFigures
 from state.tx import Tx
 
 T = TypeVar("T")
@@ -212,6 +214,42 @@ class PostgresDatabase:
                 return fn(self.tx, *args)
             except psycopg.Error as exc:
                 raise self._fail(exc) from exc
+
+    # -- upkeep (the same methods as SqliteDatabase's; state.postgres.maintenance says why) -----------
+    def storage(self) -> StorageFigures:
+        """The database's size (``pg_database_size``); autovacuum gives its space back."""
+        with self._lock:
+            try:
+                return maintenance.figures(self.conn)
+            except psycopg.Error as exc:
+                raise self._fail(exc) from exc
+
+    def give_back(self, pages: int) -> int:
+        """Nothing to do: autovacuum makes deleted rows' space reusable by itself; 0 pages."""
+        return 0
+
+    def compact(self) -> None:
+        """Refused: shrinking the files means VACUUM FULL, which locks each table while it runs."""
+        raise StateError("the state is in PostgreSQL: autovacuum makes pruned rows' space reusable by itself; "
+                         "to shrink the files, run VACUUM FULL or pg_repack in a maintenance window")
+
+    def erase(self, unit: Callable[..., T], *args: Any, clear_wal: bool = True) -> tuple[T, bool]:
+        """Runs ``unit(tx, *args)`` in a durable transaction, then (``clear_wal``) a plain VACUUM of
+        the tables an erasure touches, which removes the old row versions holding the erased
+        text. Returns the unit's result and whether that VACUUM ran."""
+        result = self.write(unit, *args, durable=True)
+        return result, self.clear_wal() if clear_wal else False
+
+    def clear_wal(self) -> bool:
+        """SQLite empties its WAL of old page copies here; PostgreSQL's counterpart is removing the
+        dead row versions an erasure left (a plain VACUUM of its tables). False when it failed."""
+        with self._lock:
+            try:
+                maintenance.vacuum(self.conn)
+            except psycopg.Error as exc:
+                self._fail(exc)
+                return False
+            return True
 
     def change_marker(self) -> int:
         """A number that changes whenever a transaction that wrote commits: the next transaction

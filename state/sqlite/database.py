@@ -20,8 +20,8 @@ from state.errors import StateError, StorageUnavailable
 from state.sql import SQLITE, Sql
 from state.sqlite import maintenance
 from state.sqlite.connect import apply_migrations, check_schema, connect_reader, connect_writer
-from state.sqlite.maintenance import StorageFigures
 from state.sqlite.search import SqliteSearch
+from state.storage import StorageFigures
 from state.tx import Tx
 
 T = TypeVar("T")

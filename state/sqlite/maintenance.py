@@ -14,38 +14,14 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
-from dataclasses import dataclass
 
 from state.errors import StateError
+from state.storage import StorageFigures
 
 CONVERT_AT_START_BYTES = 64 * 1024 * 1024
 """A file up to this size is converted at start-up (about a second); a larger one waits for
 ``python -m sidecar compact`` (the sidecar must be stopped: the rewrite blocks every write)."""
 _AUTO_VACUUM = {0: "none", 1: "full", 2: "incremental"}
-
-
-@dataclass(frozen=True, slots=True)
-class StorageFigures:
-    """How big the state's file is and how much of it is free."""
-
-    file_bytes: int
-    """The database file."""
-    wal_bytes: int
-    """Its write-ahead log (``-wal``), emptied at checkpoints."""
-    page_size: int
-    pages: int
-    free_pages: int
-    """Pages inside the file holding nothing (reused for new rows, or given back)."""
-    auto_vacuum: str
-    """``incremental`` (free pages can be given back), ``none`` (needs ``compact`` once) or ``full``."""
-
-    @property
-    def reusable_bytes(self) -> int:
-        return self.free_pages * self.page_size
-
-    def to_dict(self) -> dict[str, object]:
-        return {"file_bytes": self.file_bytes, "wal_bytes": self.wal_bytes, "reusable_bytes": self.reusable_bytes,
-                "auto_vacuum": self.auto_vacuum}
 
 
 def _size(path: str) -> int:

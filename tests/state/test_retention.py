@@ -1,19 +1,22 @@
-"""Retention in the state: old rows go in small batches, what is still needed stays, space goes
-back to the disk, and a file made before auto-vacuum converts without losing a row."""
+"""Retention in the state: old rows go in small batches, what is still needed stays (both
+back-ends); on SQLite space goes back to the disk and a file made before auto-vacuum converts
+without losing a row; on PostgreSQL the figures are the database's size and autovacuum's job."""
 
 from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlite_utils import Database as SqliteUtils
 
 import state.sqlite.maintenance as maintenance
-from state import Database, Tx, open_database
+from state import Database, StateError, Tx, open_database
 from state.retention import DAY, KINDS, cutoffs, oldest_rows, prune_batch
 from state.sqlite.migrations import MIGRATIONS
+from tests import backends
 
 NOW = time.time()
 OLD = NOW - 40 * DAY
@@ -137,7 +140,18 @@ def test_oldest_rows_kept(db: Database) -> None:
     assert found.by_kind["outcomes"] == pytest.approx(RECENT)
 
 
-def test_freed_space_goes_back_to_the_disk(db: Database) -> None:
+@pytest.fixture
+def sqlite_db(tmp_path: Path) -> Iterator[Database]:
+    """A SQLite state (what these tests check is SQLite's file itself)."""
+    database = open_database(str(tmp_path / "db" / "r.db"), migrate=True)
+    yield database
+    database.close()
+
+
+@pytest.mark.sqlite_only
+def test_freed_space_goes_back_to_the_disk(sqlite_db: Database) -> None:
+    db = sqlite_db
+
     def fill(tx: Tx) -> None:
         for n in range(2000):
             _delivery(tx, f"big-{n}", OLD, body="x" * 4000)
@@ -169,6 +183,7 @@ def _old_version_file(path: Path, conversations: int) -> None:
     conn.close()
 
 
+@pytest.mark.sqlite_only
 def test_a_small_old_file_converts_at_start_and_keeps_every_row(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     _old_version_file(path, 300)
@@ -186,6 +201,7 @@ def test_a_small_old_file_converts_at_start_and_keeps_every_row(tmp_path: Path) 
         db.close()
 
 
+@pytest.mark.sqlite_only
 def test_a_large_old_file_waits_for_compact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(maintenance, "CONVERT_AT_START_BYTES", 0)
     path = tmp_path / "old.db"
@@ -201,10 +217,34 @@ def test_a_large_old_file_waits_for_compact(tmp_path: Path, monkeypatch: pytest.
         db.close()
 
 
-def test_compact_refuses_without_room_and_changes_nothing(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.sqlite_only
+def test_compact_refuses_without_room_and_changes_nothing(sqlite_db: Database,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    db = sqlite_db
+
     class Tiny:
         free = 1
     monkeypatch.setattr(maintenance.shutil, "disk_usage", lambda _path: Tiny)
     with pytest.raises(Exception, match="needs about .* MiB of free disk"):
         db.compact()
     assert db.storage().auto_vacuum == "incremental"
+
+
+def test_postgres_figures_are_the_database_size_and_space_is_autovacuums(tmp_path: Path) -> None:
+    db = open_database(backends.state_location(tmp_path, backends.POSTGRES), migrate=True)
+    try:
+        def fill(tx: Tx) -> None:
+            for n in range(500):
+                _delivery(tx, f"big-{n}", OLD, body="x" * 4000)
+        db.write(fill)
+        figures = db.storage()
+        assert figures.auto_vacuum == "autovacuum" and not figures.needs_compact
+        assert figures.file_bytes > 1_000_000 and figures.wal_bytes == 0 and figures.reusable_bytes == 0
+        while db.write(lambda tx: prune_batch(tx, "deliveries", NOW, 200)):
+            pass
+        assert db.read(lambda tx: tx.sql.scalar("SELECT count(*) FROM deliveries")) == 0
+        assert db.give_back(256) == 0  # autovacuum's job, not ours
+        with pytest.raises(StateError, match="autovacuum"):
+            db.compact()  # VACUUM FULL would lock every table: never run by the connector
+    finally:
+        db.close()
