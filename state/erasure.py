@@ -9,8 +9,9 @@ cancelled and their dead letters discarded (nothing is left to answer or retry).
 recorded in the audit trail (who, when, which contact or conversation, how many rows) without any
 of the erased content.
 
-Portable SQL (each store blanks its own rows); the back-end makes the transaction zero what it
-overwrites (``Database.erase``).
+Portable SQL (each store blanks its own rows); the back-end makes what it overwrites go from the
+storage too (``Database.erase``: SQLite zeroes it in the file; PostgreSQL vacuums the old row
+versions away, see ``state.postgres.maintenance``).
 """
 
 from __future__ import annotations
@@ -116,10 +117,13 @@ def forget(tx: Tx, target: Target, *, actor: str, now: float) -> Erasure:
             totals[key] += value
     if target.contact_id is not None:
         totals["deliveries"] += tx.journal.erase_contact_events(target.contact_id, target.account_id)
-    if tx.search is not None and found:
-        # The index's copy of the old texts goes now; pieces of them in older segments go when the
-        # worker process merges the index (SEARCH_PURGE).
-        tx.search.index_pending(len(found), ids=[row for _a, _c, row in found])
+    if found:
+        if tx.search is not None:
+            # The index's copy of the old texts goes now; pieces of them in older segments go when
+            # the worker process merges the index (SEARCH_PURGE).
+            tx.search.index_pending(len(found), ids=[row for _a, _c, row in found])
+        # Every back-end keeps old copies for a while (SQLite: index segments, the WAL; PostgreSQL:
+        # the dead row versions): the worker process clears them in the background.
         tx.documents.put(SEARCH_PURGE, now, now)
     erasure = Erasure(target=target.describe(), **totals)
     tx.audit.operator_action(actor, FORGET_ACTION, erasure.target, dumps(erasure.counts()), now)

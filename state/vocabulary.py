@@ -71,8 +71,9 @@ CREW_IN_FLIGHT: Final = "crew.in_flight"
 RETENTION_STATUS: Final = "retention.status"
 """The latest retention pass: when, how long, rows pruned per kind, pages given back, its error."""
 SEARCH_PURGE: Final = "search.purge"
-"""Set by an erasure: the filter's index still holds pieces of erased text in old segments until
-they are merged; the worker process merges them away (with zeroing) and clears it."""
+"""Set by an erasure: old copies of the erased text are still in the storage (SQLite: the filter
+index's old segments and the WAL; PostgreSQL: dead row versions); the worker process clears them
+(SQLite: merges with zeroing, empties the WAL; PostgreSQL: a plain VACUUM) and clears this."""
 
 # -- when the operator should look -------------------------------------------------------------
 QUEUE_STALE_SECONDS: Final = 900.0

@@ -5,7 +5,9 @@ batches of ``BATCH`` a second or so later and merges the index's segments in sma
 a webhook's transaction (see ``state.sqlite.search``). The filter is exact meanwhile: it also looks
 at every conversation noted and not indexed yet. One process at a time does it (the
 ``search-index`` lease). After an erasure it also merges the whole index into one segment, with
-zeroing on, so no piece of the erased text stays in an old segment (the ``search.purge`` document).
+zeroing on, so no piece of the erased text stays in an old segment (the ``search.purge`` document),
+then has the back-end clear its other old copies (``clear_wal``: SQLite's WAL; on PostgreSQL, which
+has no such index, a plain VACUUM of the erased tables).
 """
 
 from __future__ import annotations
@@ -93,7 +95,7 @@ class SearchIndexer:
         a newer erasure asked again meanwhile)."""
         steps = 0
         while await self._paced(self._state.call(
-                lambda db: db.erase(lambda tx: tx.search.merge_step(-PURGE_PAGES), clear_wal=False)[0])):
+                lambda db: db.erase(_purge_step, clear_wal=False)[0])):
             steps += 1
 
         await self._state.call(lambda db: db.clear_wal())
@@ -110,6 +112,11 @@ class SearchIndexer:
         result = await step
         await asyncio.sleep(time.monotonic() - started)
         return result
+
+
+def _purge_step(tx: Tx) -> bool:
+    """One step of the full merge; False when done (PostgreSQL has no index to merge)."""
+    return tx.search.merge_step(-PURGE_PAGES) if tx.search is not None else False
 
 
 def _index_batch(tx: Tx) -> int:
