@@ -43,18 +43,33 @@ class OneLineParser(argparse.ArgumentParser):
 def parser(command: str, description: str) -> OneLineParser:
     made = OneLineParser(prog=command, description=description)
     made.add_argument("--config", help="config file (default: $SIDECAR_CONFIG, else ./config.yaml)")
-    made.add_argument("--db", help="the state file (default: $SIDECAR_DB, else state.path of the config)")
+    made.add_argument("--db", help="the state: a SQLite file or a postgresql:// URL (default: the config's "
+                                   "state.database_url, else state.path; $SIDECAR_DATABASE_URL, $SIDECAR_DB)")
     return made
 
 
 def state_path(args: argparse.Namespace) -> str:
-    """The state file the command works on (raises Refused for a bad config)."""
+    """The state the command works on: a SQLite file's path or a PostgreSQL URL, like the
+    sidecar's (raises Refused for a bad config)."""
     if args.db:
         return str(args.db)
     try:
-        return load_config(args.config, os.environ).state.path
+        return load_config(args.config, os.environ).state.location
     except ConfigError as exc:
         raise Refused(f"config error: {exc}") from None
+
+
+def in_postgres(location: str) -> bool:
+    from state import is_database_url
+
+    return is_database_url(location)
+
+
+def shown(location: str) -> str:
+    """The location for a message: a path as it is, a URL without its password."""
+    from state import shown_location
+
+    return shown_location(location)
 
 
 def running_sidecars(path: str) -> list[str]:
@@ -62,7 +77,7 @@ def running_sidecars(path: str) -> list[str]:
     this host whose process is gone does not count. One description per process."""
     from state import StateError, open_database
 
-    if not os.path.exists(path):
+    if not in_postgres(path) and not os.path.exists(path):
         return []
     try:
         db = open_database(path, readonly=True)

@@ -7,6 +7,9 @@
   replaces is kept beside it as ``<state>.before-restore-<time>``.
 - ``compact``: rewrites the whole file so it gives every free page back to the disk (and can do so
   from then on by itself). Refused while a sidecar runs on the state (the rewrite blocks writes).
+
+All three are SQLite's: on a PostgreSQL state each exits 2 with one line naming the server's tools
+(``pg_dump``/``pg_restore``; autovacuum).
 """
 
 from __future__ import annotations
@@ -14,7 +17,22 @@ from __future__ import annotations
 import os
 import time
 
-from sidecar.commands import Failed, Refused, parser, running_sidecars, state_path
+from sidecar.commands import (
+    Failed,
+    Refused,
+    in_postgres,
+    parser,
+    running_sidecars,
+    shown,
+    state_path,
+)
+
+PG_BACKUP = ("the state is in PostgreSQL ({where}): {what} it with {tool} (README, \"Backup and restore\"); "
+             "`{command}` copies a SQLite state file only")
+"""The one line for backup and restore on PostgreSQL: the server's own tools make a consistent copy."""
+PG_COMPACT = ("the state is in PostgreSQL ({where}): autovacuum makes pruned rows' space reusable by itself, "
+              "there is nothing to compact (shrinking the files takes VACUUM FULL or pg_repack, which lock each "
+              "table: a maintenance window's job)")
 
 
 def _mib(size: int) -> str:
@@ -36,6 +54,8 @@ def backup_main(command: str, argv: list[str]) -> str:
     args_parser.add_argument("--force", action="store_true", help="replace FILE if it exists")
     args = args_parser.parse_args(argv)
     path = state_path(args)
+    if in_postgres(path):
+        raise Refused(PG_BACKUP.format(where=shown(path), what="back up", tool="pg_dump -Fc", command=command))
     if os.path.abspath(args.file) == os.path.abspath(path):
         raise Refused(f"FILE: {args.file} is the state itself")
     try:
@@ -62,6 +82,8 @@ def restore_main(command: str, argv: list[str]) -> str:
     args_parser.add_argument("file", metavar="FILE", help="the backup")
     args = args_parser.parse_args(argv)
     path = state_path(args)
+    if in_postgres(path):
+        raise Refused(PG_BACKUP.format(where=shown(path), what="restore", tool="pg_restore", command=command))
     if os.path.abspath(args.file) == os.path.abspath(path):
         raise Refused(f"FILE: {args.file} is the state itself")
     try:
@@ -96,6 +118,8 @@ def compact_main(command: str, argv: list[str]) -> str:
                                   "(the sidecar stopped).")
     args = args_parser.parse_args(argv)
     path = state_path(args)
+    if in_postgres(path):
+        raise Refused(PG_COMPACT.format(where=shown(path)))
     if not os.path.exists(path):
         raise Refused(f"no state at {path} (state.path, or --db)")
     _refuse_while_running(path, "compacting")

@@ -1,8 +1,10 @@
 """Provides ``python -m sidecar forget``: erase a contact's or a conversation's content (LGPD/GDPR).
 
-Works while the sidecar runs (SQLite's lock orders the writes). The erasure is one transaction
-(``state.erasure``), recorded in the audit trail without content; then the filter's index is
-merged and free pages are given back, so the erased text is not left in the file either.
+Works while the sidecar runs (SQLite's lock, or PostgreSQL's row locks, order the writes). The
+erasure is one transaction (``state.erasure``), recorded in the audit trail without content; then
+the old copies go too: on SQLite the filter's index is merged and free pages are given back, so
+the erased text is not left in the file either; on PostgreSQL a plain VACUUM removes the old row
+versions (``state.postgres.maintenance``).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import getpass
 import os
 import time
 
-from sidecar.commands import Failed, Refused, parser, state_path
+from sidecar.commands import Failed, Refused, in_postgres, parser, shown, state_path
 
 _UNITS = (("conversations", "conversation"), ("messages", "message"), ("deliveries", "delivery"),
           ("jobs", "job"), ("decisions", "decision"), ("outcomes", "outcome"), ("handoffs", "hand-off"))
@@ -39,14 +41,14 @@ def main(command: str, argv: list[str]) -> str:
     except BadTarget as exc:
         raise Refused(f"--{exc.key.replace('_', '-')}: {exc.reason}") from None
     path = state_path(args)
-    if not os.path.exists(path):
+    if not in_postgres(path) and not os.path.exists(path):
         raise Refused(f"no state at {path} (state.path, or --db)")
     try:
         db = open_database(path, migrate=False)
     except DatabaseMissing:
-        raise Refused(f"no state at {path} (state.path, or --db)") from None
+        raise Refused(f"no state at {shown(path)} (state.path, or --db)") from None
     except StateError as exc:
-        raise Refused(f"cannot use {path}: {exc}") from None
+        raise Refused(f"cannot use {shown(path)}: {exc}") from None
     try:
         try:
             erasure, _ = db.erase(lambda tx: forget(tx, target, actor=f"cli:{getpass.getuser()}", now=time.time()),
