@@ -11,7 +11,7 @@ from state import Tx, open_database
 DAY = 86400.0
 
 
-def seed_history(path: Path, *, now: float | None = None, old_days: float = 40.0, deliveries: int = 23) -> dict[str, int]:
+def seed_history(location: str | Path, *, now: float | None = None, old_days: float = 40.0, deliveries: int = 23) -> dict[str, int]:
     """Old applied deliveries, old finished and dead jobs (with their messages), old outcomes and
     a recent row of each; returns the ids a test checks."""
     now = time.time() if now is None else now
@@ -38,9 +38,21 @@ def seed_history(path: Path, *, now: float | None = None, old_days: float = 40.0
             ids[key] = job
         for _ in range(3):
             tx.outcomes.record("answered", account_id=1, conversation_id=902, crew="faq", rule="", now=old, value=1.0)
-    db = open_database(str(path), migrate=True)
+    db = open_database(str(location), migrate=True)
     try:
         db.write(unit)
     finally:
         db.close()
     return ids
+
+
+def every_text(tx: Tx) -> str:
+    """Every value of every row of every table (blobs decoded), as one text, on either back-end."""
+    tables = tx.sql.column(
+        "SELECT name FROM sqlite_master WHERE type='table'" if tx.sql.dialect.name == "sqlite" else
+        "SELECT table_name FROM information_schema.tables WHERE table_schema='public' AND table_type='BASE TABLE'")
+    chunks: list[str] = []
+    for table in tables:
+        for row in tx.sql.all(f'SELECT * FROM "{table}"'):
+            chunks += [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in row.values()]
+    return "\n".join(chunks)

@@ -1,5 +1,6 @@
 """Backup, restore and compact as an operator runs them: real ``python -m sidecar`` processes
-against a running sidecar that keeps receiving webhooks."""
+against a running sidecar that keeps receiving webhooks. They copy and rewrite SQLite's file
+(sqlite_only); on a PostgreSQL state each says in one line to use the server's own tools."""
 
 from __future__ import annotations
 
@@ -10,20 +11,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from simulators import FakeChatwoot
+from tests import backends
 from tests.conftest import SidecarFactory
-from tests.harness import REPO, SidecarProcess
-from tests.reliability.helpers import (
-    Ledger,
-    fresh_session,
-    post_delivery,
-    signed_delivery,
-    webhook_url,
-)
-from tests.secrets_check import RecordingClient, poll_until
+from tests.harness import REPO, SidecarBase
+from tests.reliability.helpers import Ledger, fresh_session, post_delivery, signed_delivery
+from tests.waiting import wait_until
 
 
-async def command(proc: SidecarProcess, *args: str) -> subprocess.CompletedProcess[str]:
+async def command(proc: SidecarBase, *args: str) -> subprocess.CompletedProcess[str]:
     """``python -m sidecar <args> --config <the sidecar's config>`` in a process of its own."""
     return await asyncio.to_thread(
         subprocess.run, [sys.executable, "-m", "sidecar", *args, "--config", str(proc.config_path)],
@@ -52,6 +50,7 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.mark.sqlite_only
 async def test_backup_while_webhooks_stream_then_restore(sidecar_factory: SidecarFactory, chatwoot: FakeChatwoot,
                                                          tmp_path: Path) -> None:
     """A backup taken during a stream of webhooks holds every delivery acknowledged before it
@@ -67,11 +66,11 @@ async def test_backup_while_webhooks_stream_then_restore(sidecar_factory: Sideca
             while streaming or n < 20:
                 conv = chatwoot.open_conversation("webwidget")
                 delivery, body, headers = signed_delivery(chatwoot, conv, f"mensagem {n}")
-                await post_delivery(session, webhook_url(proc), delivery, body, headers, ledger)
+                await post_delivery(session, proc.webhook_url, delivery, body, headers, ledger)
                 n += 1
 
     sender = asyncio.create_task(stream())
-    await poll_until(lambda: _value(len(ledger.ok())), lambda n: n >= 5, what="webhooks flowing")
+    await wait_until(lambda: len(ledger.ok()) >= 5, what="webhooks flowing")
     acknowledged_before = set(ledger.ok())
     first = tmp_path / "backups" / "during.db"
     first.parent.mkdir()
@@ -98,8 +97,7 @@ async def test_backup_while_webhooks_stream_then_restore(sidecar_factory: Sideca
     assert ledger.ok() <= delivery_ids(kept)  # the replaced state is still at hand
     assert delivery_ids(proc.db_path) == delivery_ids(first)
     await proc.start()
-    async with RecordingClient() as http:
-        status, body, _ = await http.get(f"{proc.url}/health")
+    status, body, _ = await proc.client.get("/health")
     assert status == 200 and body["checks"]["database"]["status"] == "ok"
     conv = chatwoot.open_conversation("whatsapp")
     status, answer = await chatwoot.customer_says(conv, "ainda aí?")
@@ -107,6 +105,7 @@ async def test_backup_while_webhooks_stream_then_restore(sidecar_factory: Sideca
     await chatwoot.wait_for(lambda: len(chatwoot.replies(conv.display_id)) == 1)
 
 
+@pytest.mark.sqlite_only
 async def test_restore_refuses_a_newer_or_foreign_file_and_changes_nothing(
         sidecar_factory: SidecarFactory, tmp_path: Path) -> None:
     proc = await sidecar_factory()
@@ -135,6 +134,7 @@ async def test_restore_refuses_a_newer_or_foreign_file_and_changes_nothing(
     assert not list(proc.db_path.parent.glob("*.before-restore-*"))
 
 
+@pytest.mark.sqlite_only
 async def test_backup_refuses_a_file_that_exists_or_a_missing_folder(sidecar_factory: SidecarFactory,
                                                                       tmp_path: Path) -> None:
     proc = await sidecar_factory()
@@ -151,6 +151,7 @@ async def test_backup_refuses_a_file_that_exists_or_a_missing_folder(sidecar_fac
     assert line.startswith("backup: ")
 
 
+@pytest.mark.sqlite_only
 async def test_compact_refuses_while_running_then_converts_an_old_file(sidecar_factory: SidecarFactory) -> None:
     proc = await sidecar_factory()
     line = one_line(await command(proc, "compact"), 2)
@@ -168,5 +169,20 @@ async def test_compact_refuses_while_running_then_converts_an_old_file(sidecar_f
     conn.close()
 
 
-async def _value(value: object) -> object:
-    return value
+async def test_on_postgres_backup_restore_and_compact_name_the_servers_tools(
+        sidecar_factory: SidecarFactory, tmp_path: Path) -> None:
+    """A PostgreSQL state: exit 2 and one line each, nothing written, never the password."""
+    if backends.BACKEND != backends.POSTGRES:
+        pytest.skip("the suite runs on SQLite (make test-postgres runs this)")
+    proc = await sidecar_factory()
+    where = proc.location.split("@", 1)[1]  # host:port/database, as the line shows it
+    target = tmp_path / "copy.dump"
+    for args, tool in ((("backup", str(target)), "pg_dump -Fc"), (("restore", str(target)), "pg_restore")):
+        line = one_line(await command(proc, *args), 2)
+        assert line.startswith(f"{args[0]}: the state is in PostgreSQL ({where}): ") and tool in line, line
+        assert "copies a SQLite state file only" in line
+    line = one_line(await command(proc, "compact"), 2)
+    assert line.startswith(f"compact: the state is in PostgreSQL ({where}): autovacuum") and "VACUUM FULL" in line
+    assert not target.exists()
+    status, body, _ = await proc.client.get("/health")
+    assert status == 200 and body["checks"]["storage"]["auto_vacuum"] == "autovacuum"

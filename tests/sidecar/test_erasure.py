@@ -13,9 +13,11 @@ from typing import Any
 from simulators import FakeChatwoot
 from state import Tx
 from state.vocabulary import SEARCH_PURGE
+from tests import backends
 from tests.conftest import SidecarFactory
-from tests.harness import ADMIN_TOKEN, REPO, SidecarProcess
-from tests.secrets_check import RecordingClient, poll_until
+from tests.harness import ADMIN_TOKEN, REPO, SidecarBase
+from tests.seeding import every_text as _every_text
+from tests.waiting import wait_until
 
 NAME = "Zenóbia Quaresma"
 SECRET = "o código do meu cofre é Xylofone-8841"
@@ -23,15 +25,9 @@ AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 FAST_RETENTION = {"retention": {"interval_seconds": 0.2}}
 
 
-def every_text(proc: SidecarProcess) -> str:
+def every_text(proc: SidecarBase) -> str:
     """Every value of every row of every table (blobs decoded), as one text."""
-    def read(tx: Tx) -> str:
-        chunks: list[str] = []
-        for table in tx.sql.column("SELECT name FROM sqlite_master WHERE type='table'"):
-            for row in tx.sql.all(f'SELECT * FROM "{table}"'):
-                chunks += [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in row.values()]
-        return "\n".join(chunks)
-    return proc.query(read)
+    return proc.query(_every_text)
 
 
 def traces(text: str, conv: Any) -> list[str]:
@@ -49,18 +45,15 @@ async def _answered_conversation(chatwoot: FakeChatwoot, name: str = NAME, text:
     return conv
 
 
-async def _settled(proc: SidecarProcess) -> None:
+async def _settled(proc: SidecarBase) -> None:
     """Nothing left to apply, answer or index (so the rows a test counts are all there)."""
     def busy(tx: Tx) -> int:
-        return (tx.journal.backlog().unapplied + tx.jobs.stats().depth + tx.search.pending())
-    await poll_until(lambda: _now(proc.query(busy)), lambda n: n == 0, what="sidecar settled")
+        indexing = tx.search.pending() if tx.search is not None else 0
+        return tx.journal.backlog().unapplied + tx.jobs.stats().depth + indexing
+    await wait_until(lambda: proc.query(busy), until=lambda n: n == 0, what="sidecar settled")
 
 
-async def _now(value: Any) -> Any:
-    return value
-
-
-def _log_text(proc: SidecarProcess) -> str:
+def _log_text(proc: SidecarBase) -> str:
     return "\n".join(p.read_text(encoding="utf-8", errors="replace") for p in sorted(proc.log_dir.glob("*.log*")))
 
 
@@ -72,15 +65,14 @@ async def test_forget_endpoint_erases_the_contact_and_keeps_the_counts(
     await _settled(proc)
     assert traces(every_text(proc), conv)
     log_before = len(_log_text(proc))
-    async with RecordingClient() as http:
-        _, stats_before, _ = await http.get(f"{proc.url}/stats", headers=AUTH)
-        status, body, _ = await http.post(f"{proc.url}/admin/forget", json={"contact_id": conv.contact.id},
-                                          headers=AUTH)
-        assert status == 200, body
-        assert body["status"] == "forgotten" and body["target"] == f"contact {conv.contact.id}"
-        assert body["counts"]["conversations"] == 1 and body["counts"]["messages"] >= 2
-        assert body["counts"]["deliveries"] >= 2
-        _, stats_after, _ = await http.get(f"{proc.url}/stats", headers=AUTH)
+    http = proc.client
+    _, stats_before, _ = await http.get("/stats", headers=AUTH)
+    status, body, _ = await http.post("/admin/forget", json={"contact_id": conv.contact.id}, headers=AUTH)
+    assert status == 200, body
+    assert body["status"] == "forgotten" and body["target"] == f"contact {conv.contact.id}"
+    assert body["counts"]["conversations"] == 1 and body["counts"]["messages"] >= 2
+    assert body["counts"]["deliveries"] >= 2
+    _, stats_after, _ = await http.get("/stats", headers=AUTH)
     assert stats_after["totals"]["answered"] == stats_before["totals"]["answered"] == 2
     assert traces(every_text(proc), conv) == []
     assert "quero saber o horário" in every_text(proc)  # the other customer's history stays
@@ -90,14 +82,16 @@ async def test_forget_endpoint_erases_the_contact_and_keeps_the_counts(
     assert proc.query(lambda tx: [c.conversation_id for c in tx.conversations.page(text="Zenóbia")]) == []
     assert proc.query(lambda tx: [c.conversation_id for c in tx.conversations.page(text="Outra")]) == [
         other.display_id]
-    # The worker merges the filter's index with zeroing and gives the freed pages back: then the
-    # erased text is nowhere in the file's bytes either.
-    await poll_until(lambda: _now(proc.query(lambda tx: tx.documents.get(SEARCH_PURGE))), lambda v: v is None,
-                     what="the index purged")
-    await poll_until(lambda: _now(proc.query(lambda tx: tx.sql.scalar("PRAGMA freelist_count"))),
-                     lambda n: n == 0, what="free pages given back")
-    raw = proc.db_path.read_bytes()
-    assert b"Xylofone-8841" not in raw and NAME.encode() not in raw
+    # The worker clears the old copies: on SQLite it merges the filter's index with zeroing and
+    # gives the freed pages back (then the erased text is nowhere in the file's bytes either); on
+    # PostgreSQL it vacuums the old row versions away.
+    await wait_until(lambda: proc.query(lambda tx: tx.documents.get(SEARCH_PURGE)), until=lambda v: v is None,
+                     what="the old copies purged")
+    if backends.BACKEND == backends.SQLITE:
+        await wait_until(lambda: proc.query(lambda tx: tx.sql.scalar("PRAGMA freelist_count")),
+                         until=lambda n: n == 0, what="free pages given back")
+        raw = proc.db_path.read_bytes()
+        assert b"Xylofone-8841" not in raw and NAME.encode() not in raw
     written_after = _log_text(proc)[log_before:]
     assert "state.forgotten" in written_after
     assert traces(written_after, conv) == []
@@ -109,23 +103,22 @@ async def test_bad_requests_are_refused_and_change_nothing(sidecar_factory: Side
     conv = await _answered_conversation(chatwoot)
     await _settled(proc)
     before = every_text(proc)
-    async with RecordingClient() as http:
-        url = f"{proc.url}/admin/forget"
-        status, body, _ = await http.post(url, json={"contact_id": conv.contact.id})
-        assert status == 401
-        status, body, _ = await http.post(url, json={"contact_id": conv.contact.id},
-                                          headers={"Authorization": "Bearer wrong"})
-        assert status == 401
-        for document, key in (([1], "body"), ({}, "contact_id"), ({"contact_id": "7"}, "contact_id"),
-                              ({"contact_id": 1.5}, "contact_id"), ({"contact_id": 0}, "contact_id"),
-                              ({"contact_id": 1, "conversation_id": 2}, "contact_id"),
-                              ({"conversation_id": 2, "account_id": True}, "account_id"),
-                              ({"contact": 1}, "contact")):
-            status, body, _ = await http.post(url, json=document, headers=AUTH)
-            assert status == 400 and body["key"] == key, (document, body)
-            assert body["error"].startswith(f"{key}:"), body
-        status, body, _ = await http.post(url, data=b"{not json", headers={**AUTH, "Content-Type": "application/json"})
-        assert status == 400 and body["key"] == "body"
+    http, url = proc.client, "/admin/forget"
+    status, body, _ = await http.post(url, json={"contact_id": conv.contact.id})
+    assert status == 401
+    status, body, _ = await http.post(url, json={"contact_id": conv.contact.id},
+                                      headers={"Authorization": "Bearer wrong"})
+    assert status == 401
+    for document, key in (([1], "body"), ({}, "contact_id"), ({"contact_id": "7"}, "contact_id"),
+                          ({"contact_id": 1.5}, "contact_id"), ({"contact_id": 0}, "contact_id"),
+                          ({"contact_id": 1, "conversation_id": 2}, "contact_id"),
+                          ({"conversation_id": 2, "account_id": True}, "account_id"),
+                          ({"contact": 1}, "contact")):
+        status, body, _ = await http.post(url, json=document, headers=AUTH)
+        assert status == 400 and body["key"] == key, (document, body)
+        assert body["error"].startswith(f"{key}:"), body
+    status, body, _ = await http.post(url, data=b"{not json", headers={**AUTH, "Content-Type": "application/json"})
+    assert status == 400 and body["key"] == "body"
     assert every_text(proc) == before  # not even an audit row
 
 
