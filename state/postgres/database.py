@@ -266,8 +266,15 @@ class PostgresDatabase:
         """A real write and read back; returns the seconds it took (the health check)."""
         started = time.monotonic()
         token = uuid.uuid4().hex
+        # A key of its own: the pool's connections probe at the same moment (the monitor's cycle
+        # and a /health request), and with one shared key one would read back the other's token
+        # and report the database down.
+        key = f"health.probe.{token}"
         with self.transaction(durable=True) as tx:
-            tx.documents.put("health.probe", {"token": token}, time.time())
-        if (self.read(lambda t: t.documents.get("health.probe")) or {}).get("token") != token:
+            tx.documents.put(key, {"token": token}, time.time())
+        if (self.read(lambda t: t.documents.get(key)) or {}).get("token") != token:
             raise StorageUnavailable("health probe did not read back what it wrote")
-        return time.monotonic() - started
+        took = time.monotonic() - started
+        with self.transaction(durable=False) as tx:
+            tx.documents.delete(key)
+        return took

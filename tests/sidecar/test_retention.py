@@ -20,7 +20,8 @@ RETENTION = {"retention": {"interval_seconds": 0.2, "batch_rows": 5, "messages_d
 
 async def _storage(proc: InProcessSidecar) -> dict[str, Any]:
     status, body, _ = await proc.client.get("/health")
-    assert status == 200, body
+    assert status == 200, {name: (c.get("status"), c.get("detail")) for name, c in body["checks"].items()
+                           if isinstance(c, dict) and "status" in c}
     return body["checks"]["storage"]
 
 
