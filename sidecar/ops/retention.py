@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -100,7 +101,7 @@ class RetentionLoop:
                     if not await self._hold(ttl):
                         return None
                     renewed = time.monotonic()
-                deleted, took = await self._paced(self._state.write(prune_batch, kind, before, size))
+                deleted, took = await self._paced(functools.partial(self._state.write, prune_batch, kind, before, size))
                 slowest = max(slowest, took)
                 batches += 1
                 if deleted:
@@ -118,7 +119,7 @@ class RetentionLoop:
         await self._state.write(lambda tx: tx.processes.forget_stale(now))
         given_back = 0
         while True:
-            freed, _took = await self._paced(self._state.call(lambda db: db.give_back(VACUUM_STEP_PAGES)))
+            freed, _took = await self._paced(lambda: self._state.call(lambda db: db.give_back(VACUUM_STEP_PAGES)))
             given_back += freed
             if freed < VACUUM_STEP_PAGES:
                 break
@@ -136,13 +137,15 @@ class RetentionLoop:
         now = self._clock()
         return bool(await self._state.write(lambda tx: tx.processes.hold(LEASE, self._owner, now, ttl)))
 
-    async def _paced(self, step: Awaitable[int]) -> tuple[int, float]:
+    async def _paced(self, step: Callable[[], Awaitable[int]]) -> tuple[int, float]:
         """One step of the pass (its result and how long it took), then a breather twice as long:
         webhooks and the queue always get at least two thirds of the writer (the pacing also steps
         back while they wait)."""
         await self._pacing.yield_to_intake()
         started = time.monotonic()
-        result = await step
+        # Made here, not by the caller: a pass cancelled during the pause above (shutdown) leaves
+        # no coroutine that was never awaited.
+        result = await step()
         took = time.monotonic() - started
         await asyncio.sleep(2 * took)
         return result, took

@@ -79,10 +79,10 @@ class SearchIndexer:
             return 0
         indexed = 0
         while pending:
-            done = await self._paced(self._state.write(_index_batch))
+            done = await self._paced(lambda: self._state.write(_index_batch))
             indexed += done
             if done:
-                await self._paced(self._state.write(lambda tx: tx.search.merge_step(MERGE_PAGES)))
+                await self._paced(lambda: self._state.write(lambda tx: tx.search.merge_step(MERGE_PAGES)))
             if done < BATCH:
                 break
         if purge:
@@ -94,7 +94,7 @@ class SearchIndexer:
         """Merges the whole index into one segment with zeroing on, then clears the request (unless
         a newer erasure asked again meanwhile)."""
         steps = 0
-        while await self._paced(self._state.call(
+        while await self._paced(lambda: self._state.call(
                 lambda db: db.erase(_purge_step, clear_wal=False)[0])):
             steps += 1
 
@@ -106,10 +106,12 @@ class SearchIndexer:
         await self._state.write(clear)
         log_event(log, "search_index.purged", steps=steps)
 
-    async def _paced(self, step: Awaitable[Any]) -> Any:
+    async def _paced(self, step: Callable[[], Awaitable[Any]]) -> Any:
         await self._pacing.yield_to_intake()
         started = time.monotonic()
-        result = await step
+        # Made here, not by the caller: a pass cancelled during the pause above (shutdown) leaves
+        # no coroutine that was never awaited.
+        result = await step()
         await asyncio.sleep(time.monotonic() - started)
         return result
 
