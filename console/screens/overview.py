@@ -128,7 +128,9 @@ class OverviewScreen(LiveScreen):
         # Red: a file made before auto-vacuum, which never shrinks until `compact` (see warnings).
         rows = [_figure("Database", "-" if storage is None else size(storage.file_bytes + storage.wal_bytes),
                         storage is not None and storage.needs_compact),
-                _figure("  free inside", "-" if storage is None else size(storage.reusable_bytes)),
+                # PostgreSQL does not measure it (autovacuum's business): "-" rather than a false 0.
+                _figure("  free inside", "-" if storage is None or storage.auto_vacuum == "autovacuum"
+                        else size(storage.reusable_bytes)),
                 _figure("Oldest row" if oldest is None else f"Oldest row ({oldest[0]})",
                         "-" if oldest is None else since(oldest[1], data.now))]
         if last and isinstance(last.get("at"), int | float):

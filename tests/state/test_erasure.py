@@ -16,6 +16,7 @@ from state.analytics import summarize
 from state.erasure import BadTarget, Target, forget
 from state.vocabulary import SEARCH_PURGE
 from tests import backends
+from tests.seeding import every_text
 
 NAME = "Zenóbia Quaresma"
 PHONE = "+5511987650042"
@@ -78,18 +79,7 @@ def _seed(db: Database) -> None:
 
 def _every_text(db: Database) -> str:
     """Every value of every row of every table (blobs decoded), as one text."""
-    def read(tx: Tx) -> str:
-        tables = tx.sql.column(
-            "SELECT name FROM sqlite_master WHERE type='table'" if tx.sql.dialect.name == "sqlite" else
-            "SELECT table_name FROM information_schema.tables WHERE table_schema='public' "
-            "AND table_type='BASE TABLE'")
-        chunks: list[str] = []
-        for table in tables:
-            for row in tx.sql.all(f'SELECT * FROM "{table}"'):
-                for value in row.values():
-                    chunks.append(value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value))
-        return "\n".join(chunks)
-    return db.read(read)
+    return db.read(every_text)
 
 
 @pytest.fixture
