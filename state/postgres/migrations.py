@@ -320,7 +320,14 @@ TRIGRAM_INDEXES = (
 )
 """The console filter's indexes where pg_trgm exists: its three ILIKEs and the number's match each
 use an index, so the OR of them is a bitmap scan instead of reading every conversation. Not named
-``idx_*``: SQLite has no counterpart (its filter uses FTS5), so the schema parity test ignores them."""
+``idx_*``: SQLite has no counterpart (its filter uses FTS5), so the schema parity test ignores them.
+
+Measured at 20,000 conversations on the busy 2-core CI box (PostgreSQL 15): a rare term 0.6-2.9 ms
+instead of 67-79 ms for the scan; a common one is found by the recency index either way (2-3 ms).
+Their upkeep is in the conversation upsert the journal applier makes per message (never in a
+webhook's acknowledgement): p50 0.86 ms instead of 0.69, p99 6.5 instead of 6.2; GIN's pending
+list (fastupdate) is merged now and then inside one such upsert, the slowest of 3,000 took 92 ms
+instead of 13."""
 
 
 @migration("0005_lifecycle")
