@@ -2,12 +2,14 @@
 
 - ``forget --contact-id N | --conversation-id N [--account-id N]``: erase a person's content
   (:mod:`sidecar.commands.forget`);
-- ``backup FILE``, ``restore FILE``, ``compact``: the state file (:mod:`sidecar.commands.files`).
+- ``backup FILE``, ``restore FILE``, ``compact``: the state file (:mod:`sidecar.commands.files`;
+  SQLite's: on a PostgreSQL state they refuse, naming the server's tools).
 
 Each reads the same config as the sidecar (``--config``, else ``$SIDECAR_CONFIG``, else
-./config.yaml; ``--db`` names the state file directly) and works on the state through ``state``
-only. A bad argument, a bad config or a refused request prints one line and exits 2; a failure
-of the storage itself exits 1; success prints one line and exits 0.
+./config.yaml) and works on the same state (``state.database_url``, else ``state.path``; ``--db``
+names a file or a URL directly), through ``state`` only. A bad argument, a bad config or a refused
+request prints one line and exits 2; a failure of the storage itself exits 1; success prints one
+line and exits 0.
 """
 
 from __future__ import annotations
