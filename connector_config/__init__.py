@@ -16,6 +16,7 @@ Textual or aiohttp (an import-linter contract), so every one of them may import 
 from __future__ import annotations
 
 from connector_config.errors import ConfigError, config_error
+from connector_config.lifecycle import RetentionConfig
 from connector_config.load import (
     CONFIG_PATH_ENV,
     DEFAULT_CONFIG_PATH,
@@ -72,7 +73,7 @@ __all__ = [
     "BACKENDS", "CHANNELS", "CONFIG_PATH_ENV", "DEFAULT_CONFIG_PATH", "DIALECTS", "EMPTY_FILE_REASON",
     "ENV_OVERRIDES", "LOG_LEVELS", "MASK_PREFIX", "METADATA_HOSTS", "REMOTE_BACKENDS",
     "BudgetsConfig", "BusinessHours", "ChatwootConfig", "Config", "ContactsConfig", "HandoffConfig",
-    "InboxConfig", "ReplyPacing", "ConfigError", "ConsoleConfig", "ContextConfig", "CrewConfig",
+    "InboxConfig", "ReplyPacing", "RetentionConfig", "ConfigError", "ConsoleConfig", "ContextConfig", "CrewConfig",
     "HealthConfig", "LocalAnswer", "LoggingConfig", "McpCrewConfig", "ProcessingConfig", "RoutingConfig",
     "RoutingRule", "ServerConfig", "StateConfig", "config_error", "config_from_mapping", "config_to_dict",
     "deep_merge", "load_config", "load_raw", "mask", "masked_config_dict", "parse_yaml",

@@ -46,6 +46,7 @@ from connector_config.fields import (
     Word,
     _folding,
 )
+from connector_config.lifecycle import RetentionConfig
 from connector_config.records import _Section, section
 from connector_config.team import (
     BudgetsConfig,
@@ -427,6 +428,8 @@ class Config(_Section):
     """Who the bot serves (allow / deny lists)."""
     reply_pacing: ReplyPacing = Field(default_factory=ReplyPacing)
     """How long answers are split and paced, per channel."""
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    """How long the state keeps each kind of row, and the background pruning."""
     source_path: str | None = None
     """The file this was loaded from; None when built from defaults or a mapping."""
 

@@ -105,3 +105,13 @@ def seconds(value: float | None) -> str:
         return f"{value:.1f}s"
     return age(value)
 
+
+
+def size(value: float | None) -> str:
+    """A byte count as KiB, MiB or GiB (``-`` when unknown)."""
+    if value is None:
+        return "-"
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if value >= scale:
+            return f"{value / scale:.1f} {unit}"
+    return f"{int(value)} B"

@@ -12,6 +12,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TypeVar
 
 from console import health
@@ -32,12 +33,14 @@ from state import (
     DeadLetter,
     SchemaMismatch,
     StateError,
+    StorageFigures,
     Tx,
     open_database,
     shown_location,
 )
 from state.analytics import WINDOWS, summarize
-from state.vocabulary import CONFIG_EFFECTIVE, CONFIG_STATUS, HEALTH_SNAPSHOT
+from state.retention import oldest_rows
+from state.vocabulary import CONFIG_EFFECTIVE, CONFIG_STATUS, HEALTH_SNAPSHOT, RETENTION_STATUS
 
 T = TypeVar("T")
 Clock = Callable[[], float]
@@ -129,6 +132,7 @@ class Reader:
             webhooks = tx.journal.per_minute(hour_ago)
             latency = tx.decisions.crew_latency_per_minute(hour_ago)
             backlog = tx.journal.backlog(now)
+            last_prune = tx.documents.get(RETENTION_STATUS)
             return OverviewData(
                 now=now,
                 sidecar=health.sidecar_status(snapshot, updated_at, now, stale_after),
@@ -148,9 +152,19 @@ class Reader:
                 last_delivery_at=tx.journal.last_received_at(),
                 unapplied=backlog.unapplied,
                 oldest_unapplied_age=backlog.oldest_age,
+                oldest_row=oldest_rows(tx).oldest,
+                last_prune=last_prune if isinstance(last_prune, dict) else None,
             )
 
-        return self._run(read)
+        return replace(self._run(read), storage=self._storage())
+
+    def _storage(self) -> StorageFigures | None:
+        """The file's figures (None when they cannot be read: the rest of the overview still shows)."""
+        with self._lock:
+            try:
+                return self._db.storage() if self._db is not None else None
+            except StateError:
+                return None
 
     def conversations(self, query: ConversationQuery) -> ConversationsPage:
         now = self.clock()

@@ -18,6 +18,7 @@ from state import (
     OperatorAction,
     QueueStats,
     RoutingDecisionRow,
+    StorageFigures,
 )
 
 """Owner values an operator can filter on."""
@@ -68,6 +69,12 @@ class OverviewData:
     unapplied: int = 0
     """Webhooks acknowledged but not yet turned into conversation state and work."""
     oldest_unapplied_age: float | None = None
+    storage: StorageFigures | None = None
+    """The state file's size and free space (None: could not be read)."""
+    oldest_row: tuple[str, float] | None = None
+    """(kind, when) of the oldest row kept, retention's horizon."""
+    last_prune: dict[str, Any] | None = None
+    """The latest retention pass's report (``retention.status``)."""
 
     @property
     def error_rate(self) -> float | None:

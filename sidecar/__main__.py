@@ -1,4 +1,5 @@
-"""Runs the sidecar: ``python -m sidecar [--config PATH] [--host H] [--port P] [--demo]``."""
+"""Runs the sidecar: ``python -m sidecar [--config PATH] [--host H] [--port P] [--demo]``, or one
+of its maintenance commands: ``python -m sidecar forget|backup|restore|compact ...``."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from sidecar.commands import COMMANDS
 from sidecar.config import Config, ConfigError, config_error, load_config
 
 
@@ -31,7 +33,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None, *, extra_blueprints: tuple[Any, ...] = ()) -> int:
-    """Runs the sidecar (or the demo); ``extra_blueprints`` is for bench/noop.py only."""
+    """Runs the sidecar (or the demo, or a maintenance command: forget, backup, restore, compact);
+    ``extra_blueprints`` is for bench/noop.py only."""
+    words = sys.argv[1:] if argv is None else argv
+    if words and words[0] in COMMANDS:
+        from sidecar.commands import run
+
+        return run(words)
     args = parse_args(argv)
     if args.demo:
         try:

@@ -9,8 +9,9 @@ The path of a webhook: ``intake`` journals it and wakes the ``applier``; the app
 journal into conversation state and queued jobs and wakes the ``worker``; the worker claims,
 routes and asks the crew, and hands the answer to the ``poster``, which applies it in Chatwoot.
 Around them: ``health`` (probes and the /health document), ``metrics`` (flushed every second),
-``config_manager`` (POST /config and hand edits) and the ``supervisor`` that restarts a loop that
-failed in a way nobody foresaw.
+``config_manager`` (POST /config and hand edits), ``retention`` (old rows pruned, space given back)
+and ``search_index`` (the console filter's index), and the ``supervisor`` that restarts a loop
+that failed in a way nobody foresaw.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ from sidecar.inbound.journal_applier import JournalApplier
 from sidecar.ops.health import HealthMonitor
 from sidecar.ops.logs import get_logger, log_event
 from sidecar.ops.metrics import Metrics
+from sidecar.ops.retention import RetentionLoop
+from sidecar.ops.search_index import SearchIndexer
 from sidecar.ops.slots import Slots
 from sidecar.ops.supervise import Supervisor
 from sidecar.outbound.chatwoot import ChatwootClient
@@ -172,6 +175,9 @@ class Runtime:
             config_problem=manager.problem, crashing=supervisor.recently_crashed,
             journal_problem=lambda: self.applier.problem, process_id=self.process_id)
         manager.listeners.append(self.health.probe_soon)  # new URLs or tokens: probe again now
+        self.retention = RetentionLoop(config=self.config, state=self.state, metrics=self.metrics,
+                                       pacing=self.pacing, owner=self.process_id)
+        self.search_index = SearchIndexer(state=self.state, pacing=self.pacing, owner=self.process_id)
         self._opened = True
 
     def work_queued(self) -> None:
@@ -197,6 +203,9 @@ class Runtime:
             # Always on, also with workers disabled: the journal becomes conversation state and
             # queued work whether or not crews are being asked right now.
             self._spawn("delivery-applier", keep("delivery-applier", self.applier.run))
+            # Housekeeping, also with workers disabled; one process at a time does each (leases).
+            self._spawn("retention", keep("retention", self.retention.run))
+            self._spawn("search-index", keep("search-index", self.search_index.run))
         if self.runs_worker:
             self.worker = QueueWorker(
                 config=self.config, state=self.state, crews=self.crews, breakers=self.breakers, slots=self.slots,
@@ -214,6 +223,10 @@ class Runtime:
         self._spawn("health-probes", self.health.run())
         self._spawn("config-watcher", self.config_manager.watch())
         await self.config_manager.publish()
+        # This process's row at once, not a beat later: tools that must not run beside a sidecar
+        # (restore, compact) look for it, and the sidecar says it is ready only after this.
+        with contextlib.suppress(StorageUnavailable):
+            await self.flush()
 
     def _spawn(self, name: str, coro: Awaitable[Any]) -> None:
         self._tasks.append(asyncio.ensure_future(coro))
@@ -233,6 +246,9 @@ class Runtime:
         self.pacing.stop()
         if self._opened:
             await _bounded("metrics flush", self.flush(), 5)
+            if self.role in ("all", "worker"):
+                await _bounded("retention lease", self.retention.release(), 5)
+                await _bounded("search index lease", self.search_index.release(), 5)
             with contextlib.suppress(StateError):
                 await self.state.write(lambda tx: tx.processes.leave(self.process_id))
         self._started = False

@@ -44,6 +44,7 @@ from state.records import (
 from state.sqlite.connect import SCHEMA_NAME
 from state.sqlite.database import SqliteDatabase
 from state.sqlite.service import SqliteService
+from state.storage import StorageFigures
 from state.stores.jobs import MAX_BURST_MESSAGES, Route
 from state.tx import Tx
 
@@ -108,6 +109,6 @@ __all__ = [
     "Database", "DatabaseMissing", "DeadLetter", "Delivery", "Handoff", "Job", "JournalBacklog", "MessageRow",
     "OperatorAction", "PendingDelivery", "PostgresDatabase", "PostgresService", "QueueStats", "Route",
     "RoutingDecisionRow", "SchemaMismatch", "SqliteDatabase", "SqliteService", "StateError", "StateService",
-    "StorageUnavailable", "Tx", "is_database_url", "open_database", "open_service", "operator", "redact_url",
-    "shown_location", "vocabulary",
+    "StorageFigures", "StorageUnavailable", "Tx", "is_database_url", "open_database", "open_service", "operator",
+    "redact_url", "shown_location", "vocabulary",
 ]

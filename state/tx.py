@@ -14,7 +14,7 @@ from state.errors import StateError, StorageUnavailable
 from state.records import DeadLetter, Job
 from state.sql import Sql
 from state.stores.audit import Audit
-from state.stores.conversations import Conversations
+from state.stores.conversations import Conversations, TextSearch
 from state.stores.decisions import Decisions
 from state.stores.documents import Documents
 from state.stores.effects import Effects
@@ -33,12 +33,14 @@ back-end's exception; None for an exception that is not the database's."""
 
 class Tx:
     __slots__ = ("sql", "journal", "conversations", "messages", "jobs", "effects", "decisions", "metrics",
-                 "audit", "documents", "processes", "handoffs", "outcomes", "_error_kind")
+                 "audit", "documents", "processes", "handoffs", "outcomes", "search", "_error_kind")
 
-    def __init__(self, sql: Sql, error_kind: ErrorKind) -> None:
+    def __init__(self, sql: Sql, error_kind: ErrorKind, search: TextSearch | None = None) -> None:
         self.sql = sql
+        self.search = search
+        """The back-end's index for the conversations filter, or None (the filter scans)."""
         self.journal = Journal(sql)
-        self.conversations = Conversations(sql)
+        self.conversations = Conversations(sql, search)
         self.messages = Messages(sql)
         self.jobs = Jobs(sql)
         self.effects = Effects(sql)

@@ -68,6 +68,12 @@ SELF_USER_IDS: Final = "chatwoot.self_user_ids"
 """Chatwoot user ids the sidecar posts as (learned from create answers)."""
 CREW_IN_FLIGHT: Final = "crew.in_flight"
 """Crew calls in flight per back-end (the worker's semaphores), for /health and the console."""
+RETENTION_STATUS: Final = "retention.status"
+"""The latest retention pass: when, how long, rows pruned per kind, pages given back, its error."""
+SEARCH_PURGE: Final = "search.purge"
+"""Set by an erasure: old copies of the erased text are still in the storage (SQLite: the filter
+index's old segments and the WAL; PostgreSQL: dead row versions); the worker process clears them
+(SQLite: merges with zeroing, empties the WAL; PostgreSQL: a plain VACUUM) and clears this."""
 
 # -- when the operator should look -------------------------------------------------------------
 QUEUE_STALE_SECONDS: Final = 900.0

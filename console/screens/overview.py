@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Label, Sparkline, Static
 
-from console.format import age, literal, seconds, since
+from console.format import age, literal, seconds, since, size
 from console.screens.base import LiveScreen
 from console.snapshots import OverviewData
 from console.widgets.live_table import LiveTable
@@ -38,7 +38,8 @@ class OverviewScreen(LiveScreen):
     HELP = ("Health of the sidecar and of every peer and crew back-end (with its circuit "
             "breaker), webhooks per minute and mean crew latency over the last hour, queue "
             "depth, oldest pending job, dead letters, crew error rate and signature "
-            "rejections. Red means someone should look.")
+            "rejections; the database's size (and free space inside it), the oldest row it "
+            "keeps and the latest pruning (retention). Red means someone should look.")
 
     def compose_body(self) -> ComposeResult:
         with VerticalScroll(id="overview-body"):
@@ -114,10 +115,31 @@ class OverviewScreen(LiveScreen):
             _figure("Malformed rejections", f"{data.malformed_rejections:,}", data.malformed_rejections > 0),
             _figure("Last webhook", f"{since(data.last_delivery_at, data.now)} ago"
                     if data.last_delivery_at else "never"),
+            *self._storage_figures(data),
         ]
         for label, value in rows:
             grid.add_row(label, value)
         self.query_one("#figures", Static).update(grid)
+
+    @staticmethod
+    def _storage_figures(data: OverviewData) -> list[tuple[Text, Text]]:
+        """The state file, the oldest row kept (retention's horizon) and the latest pruning."""
+        storage, oldest, last = data.storage, data.oldest_row, data.last_prune
+        # Red: a file made before auto-vacuum, which never shrinks until `compact` (see warnings).
+        rows = [_figure("Database", "-" if storage is None else size(storage.file_bytes + storage.wal_bytes),
+                        storage is not None and storage.needs_compact),
+                # PostgreSQL does not measure it (autovacuum's business): "-" rather than a false 0.
+                _figure("  free inside", "-" if storage is None or storage.auto_vacuum == "autovacuum"
+                        else size(storage.reusable_bytes)),
+                _figure("Oldest row" if oldest is None else f"Oldest row ({oldest[0]})",
+                        "-" if oldest is None else since(oldest[1], data.now))]
+        if last and isinstance(last.get("at"), int | float):
+            pruned = sum(int(n) for n in (last.get("pruned") or {}).values())
+            rows.append(_figure("Last pruning", f"{since(last['at'], data.now)} ago"))
+            rows.append(_figure("  rows pruned", f"{pruned:,}"))
+        else:
+            rows.append(_figure("Last pruning", "never"))
+        return rows
 
     def _show_components(self, data: OverviewData) -> None:
         rows = []

@@ -19,6 +19,10 @@ Status rules:
 - ``ok`` otherwise. ``warnings`` lists things an operator should know that do not by
   themselves degrade service (``allow_unsigned`` on, a change that needs a restart).
 
+``checks.storage`` says how big the state is (file, WAL, free space inside it), the oldest row kept
+(overall and per kind) and the latest retention pass; it never degrades the status. A file made
+before it could give space back adds a warning naming ``python -m sidecar compact``.
+
 Dead letters do not degrade the status: they stay until an operator retries or discards
 them, and a status stuck at ``degraded`` would hide the next real outage. Their count is in
 the queue check and in the ``connector_dead_letters`` gauge.
@@ -49,8 +53,10 @@ from sidecar.crew.base import ProbeResult
 from sidecar.crew.breaker import BreakerBoard
 from sidecar.crew.registry import CrewRegistry
 from sidecar.ops.logs import get_logger, log_event
+from sidecar.ops.retention import COMPACT_HINT, read_storage, storage_check
 from sidecar.outbound.chatwoot import ChatwootClient
 from state import StateError, StateService, Tx
+from state.storage import GIVES_BACK
 from state.vocabulary import HEALTH_SNAPSHOT, JOURNAL_STALE_SECONDS, QUEUE_STALE_SECONDS
 
 log = get_logger()
@@ -250,6 +256,14 @@ class HealthMonitor:
         return {"status": "ok", "detail": "write and read back", "latency_ms": round(latency * 1000, 2),
                 "checked_at": at}
 
+    async def _storage(self) -> dict[str, Any]:
+        now = time.time()
+        try:
+            figures, oldest, last = await read_storage(self._state)
+        except StateError as exc:
+            return {"status": "unknown", "detail": f"cannot read the storage figures: {exc}"[:300], "checked_at": now}
+        return storage_check(figures, oldest, last, now)
+
     async def _queue(self) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         def read(tx: Tx) -> tuple[Any, Any, list[dict[str, Any]]]:
             now = time.time()
@@ -296,10 +310,13 @@ class HealthMonitor:
         """The health document (the kv ``health.snapshot`` shape)."""
         database = await self._database()
         queue, processes = await self._queue()
+        storage = await self._storage()
         checks: dict[str, Any] = {"database": database,
                                   **{name: peer.to_dict() for name, peer in self.peers.items()},
-                                  "queue": queue, "backends": self._backend_checks(processes)}
+                                  "queue": queue, "backends": self._backend_checks(processes), "storage": storage}
         warnings = list(self._warnings())
+        if storage.get("auto_vacuum") not in (None, *GIVES_BACK):
+            warnings.append(COMPACT_HINT.format(mib=storage["file_bytes"] // 2**20))
         # Other processes' background-loop crashes (multi-process mode) show here too.
         others_crashing = False
         for process in processes:
@@ -352,5 +369,7 @@ def with_ages(doc: dict[str, Any], now: float) -> dict[str, Any]:
 
     checks = {name: aged(c) if name != "backends" else {n: aged(b) for n, b in c.items()}
               for name, c in doc["checks"].items()}
+    if "storage" in checks and isinstance(checks["storage"].get("oldest_row_at"), int | float):
+        checks["storage"]["oldest_row_age_seconds"] = round(now - checks["storage"]["oldest_row_at"], 3)
     checks["queue"] = doc["checks"]["queue"]
     return {**doc, "checks": checks}

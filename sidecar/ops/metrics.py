@@ -41,6 +41,12 @@ HELP = {
     "connector_reply_latency_seconds": "Seconds from the customer's first message of a turn to the bot's answer",
     "connector_csat_responses_total": "CSAT survey responses by rating, crew and rule",
     "connector_handoffs_waiting": "Hand-offs no human has answered yet (before their reminder)",
+    "connector_database_size_bytes": "Size of the state's database file",
+    "connector_database_wal_bytes": "Size of the state's write-ahead log",
+    "connector_database_reusable_bytes": "Free space inside the database file (reused, then given back to the disk)",
+    "connector_oldest_row_timestamp_seconds": "When the oldest row kept of each kind was written (Unix time)",
+    "connector_retention_pruned_total": "Rows deleted by retention, by kind",
+    "connector_retention_last_pass_timestamp_seconds": "When the latest retention pass ended (Unix time)",
 }
 
 TYPES = {
@@ -66,6 +72,12 @@ TYPES = {
     "connector_reply_latency_seconds": "histogram",
     "connector_csat_responses_total": "counter",
     "connector_handoffs_waiting": "gauge",
+    "connector_database_size_bytes": "gauge",
+    "connector_database_wal_bytes": "gauge",
+    "connector_database_reusable_bytes": "gauge",
+    "connector_oldest_row_timestamp_seconds": "gauge",
+    "connector_retention_pruned_total": "counter",
+    "connector_retention_last_pass_timestamp_seconds": "gauge",
 }
 """Exposed families and their type; each one is always listed, even before its first sample."""
 

@@ -24,6 +24,7 @@ import psycopg
 from psycopg.rows import tuple_row
 
 from state.errors import SchemaMismatch, StateError, StorageUnavailable
+from state.postgres import maintenance
 from state.postgres.connect import (
     as_state_error,
     connect,
@@ -36,6 +37,7 @@ from state.postgres.connect import (
 )
 from state.postgres.migrations import KNOWN_MIGRATIONS, applied_names, apply_migrations
 from state.sql import POSTGRESQL, Sql
+from state.storage import StorageFigures
 from state.tx import Tx
 
 T = TypeVar("T")
@@ -213,6 +215,42 @@ class PostgresDatabase:
             except psycopg.Error as exc:
                 raise self._fail(exc) from exc
 
+    # -- upkeep (the same methods as SqliteDatabase's; state.postgres.maintenance says why) -----------
+    def storage(self) -> StorageFigures:
+        """The database's size (``pg_database_size``); autovacuum gives its space back."""
+        with self._lock:
+            try:
+                return maintenance.figures(self.conn)
+            except psycopg.Error as exc:
+                raise self._fail(exc) from exc
+
+    def give_back(self, pages: int) -> int:
+        """Nothing to do: autovacuum makes deleted rows' space reusable by itself; 0 pages."""
+        return 0
+
+    def compact(self) -> None:
+        """Refused: shrinking the files means VACUUM FULL, which locks each table while it runs."""
+        raise StateError("the state is in PostgreSQL: autovacuum makes pruned rows' space reusable by itself; "
+                         "to shrink the files, run VACUUM FULL or pg_repack in a maintenance window")
+
+    def erase(self, unit: Callable[..., T], *args: Any, clear_wal: bool = True) -> tuple[T, bool]:
+        """Runs ``unit(tx, *args)`` in a durable transaction, then (``clear_wal``) a plain VACUUM of
+        the tables an erasure touches, which removes the old row versions holding the erased
+        text. Returns the unit's result and whether that VACUUM ran."""
+        result = self.write(unit, *args, durable=True)
+        return result, self.clear_wal() if clear_wal else False
+
+    def clear_wal(self) -> bool:
+        """SQLite empties its WAL of old page copies here; PostgreSQL's counterpart is removing the
+        dead row versions an erasure left (a plain VACUUM of its tables). False when it failed."""
+        with self._lock:
+            try:
+                maintenance.vacuum(self.conn)
+            except psycopg.Error as exc:
+                self._fail(exc)
+                return False
+            return True
+
     def change_marker(self) -> int:
         """A number that changes whenever a transaction that wrote commits: the next transaction
         id (cheap; it also moves on writes to other databases of the server, which only costs a
@@ -228,8 +266,15 @@ class PostgresDatabase:
         """A real write and read back; returns the seconds it took (the health check)."""
         started = time.monotonic()
         token = uuid.uuid4().hex
+        # A key of its own: the pool's connections probe at the same moment (the monitor's cycle
+        # and a /health request), and with one shared key one would read back the other's token
+        # and report the database down.
+        key = f"health.probe.{token}"
         with self.transaction(durable=True) as tx:
-            tx.documents.put("health.probe", {"token": token}, time.time())
-        if (self.read(lambda t: t.documents.get("health.probe")) or {}).get("token") != token:
+            tx.documents.put(key, {"token": token}, time.time())
+        if (self.read(lambda t: t.documents.get(key)) or {}).get("token") != token:
             raise StorageUnavailable("health probe did not read back what it wrote")
-        return time.monotonic() - started
+        took = time.monotonic() - started
+        with self.transaction(durable=False) as tx:
+            tx.documents.delete(key)
+        return took

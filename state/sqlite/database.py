@@ -18,7 +18,10 @@ from typing import Any, TypeVar
 
 from state.errors import StateError, StorageUnavailable
 from state.sql import SQLITE, Sql
+from state.sqlite import maintenance
 from state.sqlite.connect import apply_migrations, check_schema, connect_reader, connect_writer
+from state.sqlite.search import SqliteSearch
+from state.storage import StorageFigures
 from state.tx import Tx
 
 T = TypeVar("T")
@@ -57,12 +60,15 @@ class SqliteDatabase:
                 apply_migrations(self._conn)  # type: ignore[arg-type]
             except sqlite3.Error as exc:
                 raise StorageUnavailable(f"cannot migrate {path}: {exc}") from exc
+            # A small file made before auto_vacuum converts now; a large one waits for `compact`.
+            maintenance.convert_if_small(self._conn, path)  # type: ignore[arg-type]
         check_schema(self.conn)
 
     # -- connection ----------------------------------------------------------------------------
     def _connect(self) -> None:
         self._conn = connect_reader(self.path) if self.readonly else connect_writer(self.path)
-        self._tx = Tx(Sql(self._conn, SQLITE), error_kind)
+        sql = Sql(self._conn, SQLITE)
+        self._tx = Tx(sql, error_kind, SqliteSearch(sql))
         self._synchronous = "FULL"
 
     @property
@@ -215,6 +221,56 @@ class SqliteDatabase:
                 raise StorageUnavailable(str(exc)) from exc
             except sqlite3.Error as exc:
                 raise StateError(str(exc)) from exc
+
+    # -- the file ----------------------------------------------------------------------------------
+    def storage(self) -> StorageFigures:
+        """The file's size, its free pages and whether they can be given back."""
+        with self._lock:
+            try:
+                return maintenance.figures(self.conn, self.path)
+            except sqlite3.Error as exc:
+                self._drop_connection()
+                raise StorageUnavailable(str(exc)) from exc
+
+    def give_back(self, pages: int) -> int:
+        """Returns up to ``pages`` free pages to the disk (a short write); how many."""
+        with self._lock:
+            try:
+                return maintenance.give_back(self.conn, pages)
+            except sqlite3.Error as exc:
+                self._drop_connection()
+                raise StorageUnavailable(str(exc)) from exc
+
+    def compact(self) -> None:
+        """Rewrites the whole file (VACUUM) with incremental auto-vacuum: every free page goes back
+        to the disk. Holds the write lock throughout: only with the sidecar stopped."""
+        with self._lock:
+            try:
+                maintenance.convert(self.conn, self.path)
+            except sqlite3.Error as exc:
+                self._drop_connection()
+                raise StorageUnavailable(str(exc)) from exc
+
+    def erase(self, unit: Callable[..., T], *args: Any, clear_wal: bool = True) -> tuple[T, bool]:
+        """Runs ``unit(tx, *args)`` in a durable transaction that zeroes what it deletes or
+        overwrites in the file, then (``clear_wal``) empties the WAL of older copies of those
+        pages. Returns the unit's result and whether the WAL is empty now (else it empties at a
+        later checkpoint)."""
+        with self._lock:
+            maintenance.set_secure_delete(self.conn, True)
+            try:
+                with self.transaction(durable=True) as tx:
+                    result = unit(tx, *args)
+            finally:
+                if self._conn is not None:
+                    maintenance.set_secure_delete(self._conn, maintenance.SECURE_DELETE_DEFAULT)
+            return result, self.clear_wal() if clear_wal else False
+
+    def clear_wal(self) -> bool:
+        """Copies the WAL into the file and empties it; False when a reader or another writer kept
+        it from finishing now."""
+        with self._lock:
+            return maintenance.clear_wal(self.conn)
 
     def change_marker(self) -> int:
         """A number that changes whenever another connection commits (a cheap change check)."""

@@ -319,6 +319,55 @@ def m0004_team_features(db: Database) -> None:
         db.execute(statement)
 
 
+SEARCH_DOC = "{t}contact_name || char(10) || {t}inbox_name || char(10) || {t}last_message_preview"
+"""What the console's free-text filter searches in a conversation: the three texts an operator sees
+in its row, one per line (a filter has no line break, so no match spans two of them)."""
+
+
+@MIGRATIONS(name="0005_lifecycle")
+def m0005_lifecycle(db: Database) -> None:
+    """Months in production: indexes that let retention and erasure find rows without a scan, and a
+    trigram full-text index of the conversations for the console's filter.
+
+    The index (``conversation_search``, FTS5 over the ``conversation_docs`` view, no copy of the
+    text) is kept up to date in the background, not by a trigger: a trigram index updated per
+    message would cost every webhook a few hundred microseconds. Instead the triggers below note
+    which conversations changed (``search_dirty``, with the text the index holds for them, which
+    FTS5 needs to remove it), and ``state.sqlite.search`` indexes them in batches; a filter always
+    looks at the noted conversations too, so it is exact while the index catches up. Existing
+    conversations start as noted, so an upgraded database is indexed in the background.
+    """
+    old = SEARCH_DOC.format(t="old.")
+    for statement in (
+        "CREATE INDEX idx_messages_created ON messages(created_at)",
+        "CREATE INDEX idx_handoffs_at ON handoffs(at)",
+        # The filter's conversation-number match ("1234") without a scan.
+        "CREATE INDEX idx_conversations_number ON conversations(conversation_id)",
+        # An erasure finds a conversation's raw deliveries, and a contact's own events (no
+        # conversation), without reading every stored webhook.
+        "CREATE INDEX idx_deliveries_conversation ON deliveries(conversation_id)",
+        f"CREATE VIEW conversation_docs AS SELECT id, {SEARCH_DOC.format(t='')} AS doc FROM conversations",
+        "CREATE VIRTUAL TABLE conversation_search USING fts5(doc, content='conversation_docs', content_rowid='id', "
+        "tokenize='trigram')",
+        # Merging is done in small steps by the background indexer, never inside someone's write.
+        "INSERT INTO conversation_search(conversation_search, rank) VALUES ('automerge', 0)",
+        # old_doc: the text the index holds for the row (NULL: not indexed); the first change
+        # since the last indexing wins, later ones leave it as it is. (ON CONFLICT DO NOTHING, not
+        # INSERT OR IGNORE: under the conversations' own upsert, OR IGNORE would still fail.)
+        "CREATE TABLE search_dirty (id INTEGER PRIMARY KEY, old_doc TEXT)",
+        "CREATE TRIGGER conversations_search_insert AFTER INSERT ON conversations BEGIN "
+        "INSERT INTO search_dirty(id, old_doc) VALUES (new.id, NULL) ON CONFLICT(id) DO NOTHING; END",
+        "CREATE TRIGGER conversations_search_update AFTER UPDATE OF contact_name, inbox_name, last_message_preview "
+        "ON conversations WHEN old.contact_name IS NOT new.contact_name OR old.inbox_name IS NOT new.inbox_name "
+        "OR old.last_message_preview IS NOT new.last_message_preview BEGIN "
+        f"INSERT INTO search_dirty(id, old_doc) VALUES (old.id, {old}) ON CONFLICT(id) DO NOTHING; END",
+        "CREATE TRIGGER conversations_search_delete AFTER DELETE ON conversations BEGIN "
+        f"INSERT INTO search_dirty(id, old_doc) VALUES (old.id, {old}) ON CONFLICT(id) DO NOTHING; END",
+        "INSERT INTO search_dirty(id, old_doc) SELECT id, NULL FROM conversations",
+    ):
+        db.execute(statement)
+
+
 KNOWN_MIGRATIONS = ("0001_initial", "0002_pending_deliveries", "0003_processes_and_additive_metrics",
-                    "0004_team_features")
+                    "0004_team_features", "0005_lifecycle")
 """Every migration name this version knows, in order (checked by a test)."""

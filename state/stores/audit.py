@@ -24,6 +24,21 @@ class Audit:
         self.sql.execute("INSERT INTO operator_actions(at, actor, action, target, detail) VALUES (?,?,?,?,?)",
                          (now, actor, action, target, detail))
 
+    def prune(self, before: float, limit: int) -> int:
+        """Deletes up to ``limit`` config changes and up to ``limit`` operator actions older than
+        ``before`` (ids follow time, so the oldest come first)."""
+        deleted = 0
+        for table in ("config_audit", "operator_actions"):
+            deleted += self.sql.execute(
+                f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE at<? ORDER BY id LIMIT ?)",
+                (before, limit))
+        return deleted
+
+    def oldest(self) -> float | None:
+        times = [self.sql.scalar(f"SELECT at FROM {table} ORDER BY id LIMIT 1")
+                 for table in ("config_audit", "operator_actions")]
+        return min((t for t in times if t is not None), default=None)
+
     def config_changes(self, limit: int = 100) -> list[AuditEntry]:
         return [AuditEntry(id=r["id"], at=r["at"], actor=r["actor"], keys=tuple(loads_or(r["keys"], [])),
                            changes=loads_or(r["changes"], {}))

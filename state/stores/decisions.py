@@ -29,6 +29,24 @@ class Decisions:
             "status_code, error) VALUES (?,?,?,?,?,?,?,?,?,?)",
             (job_id, request_id, crew, backend, attempt, started_at, duration, outcome, status_code, error))
 
+    # -- erasure ----------------------------------------------------------------------------
+    def erase(self, account_id: int, conversation_id: int) -> int:
+        """Blanks the decisions' reasons (a decision engine's reason may quote the message)."""
+        return self.sql.execute("UPDATE routing_decisions SET reason='' WHERE account_id=? AND conversation_id=?",
+                                (account_id, conversation_id))
+
+    # -- retention --------------------------------------------------------------------------
+    def prune(self, before: float, limit: int) -> int:
+        """Deletes up to ``limit`` routing decisions made before ``before``, except those of a
+        dead letter or of open work (the console shows them with it)."""
+        return self.sql.execute(
+            "DELETE FROM routing_decisions WHERE id IN (SELECT d.id FROM routing_decisions d WHERE d.decided_at<? "
+            "AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id=d.job_id AND j.state IN "
+            "('pending','in_flight','waiting','dead')) ORDER BY d.decided_at LIMIT ?)", (before, limit))
+
+    def oldest(self) -> float | None:
+        return self.sql.scalar("SELECT min(decided_at) FROM routing_decisions")
+
     # -- reads ------------------------------------------------------------------------------
     def recent(self, limit: int = 200, offset: int = 0) -> list[RoutingDecisionRow]:
         return [RoutingDecisionRow(**r) for r in self.sql.all(

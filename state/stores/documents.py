@@ -24,6 +24,9 @@ class Documents:
     def get(self, key: str) -> Any:
         return loads_or(self.sql.scalar("SELECT value FROM kv WHERE key=?", (key,)), None)
 
+    def delete(self, key: str) -> None:
+        self.sql.execute("DELETE FROM kv WHERE key=?", (key,))
+
     def get_with_age(self, key: str) -> tuple[Any, float | None]:
         """The document and when it was written (None, None when there is none)."""
         row = self.sql.row("SELECT value, updated_at FROM kv WHERE key=?", (key,))

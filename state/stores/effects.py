@@ -46,6 +46,12 @@ class Effects:
             "SELECT 1 FROM actions_applied WHERE account_id=? AND conversation_id=? AND content_hash=? "
             "AND started_at>=? LIMIT 1", (account_id, conversation_id, content_hash, since)) is not None
 
+    def erase(self, account_id: int, conversation_id: int) -> int:
+        """Forgets the digests of what was posted (a digest of a short text gives the text away)."""
+        return self.sql.execute("UPDATE actions_applied SET content_hash='', detail='' "
+                                "WHERE account_id=? AND conversation_id=?",
+                                (account_id, conversation_id))
+
     def for_jobs(self, job_ids: Sequence[int]) -> list[dict[str, Any]]:
         if not job_ids:
             return []

@@ -48,6 +48,21 @@ class Handoffs:
             "UPDATE handoffs SET reminded_at=?, escalated_at=? WHERE id=? AND reminded_at IS NULL",
             (now, now if escalated else None, handoff_id)) == 1
 
+    def erase(self, account_id: int, conversation_id: int) -> int:
+        """Blanks the hand-offs' reasons (a crew's words); categories and clocks stay."""
+        return self.sql.execute("UPDATE handoffs SET reason='' WHERE account_id=? AND conversation_id=?",
+                                (account_id, conversation_id))
+
+    def prune(self, before: float, limit: int) -> int:
+        """Deletes up to ``limit`` hand-offs made before ``before`` that a human answered or the
+        watchdog reminded the team of; one still waiting for a human is never deleted."""
+        return self.sql.execute(
+            "DELETE FROM handoffs WHERE id IN (SELECT id FROM handoffs WHERE at<? AND (human_replied_at IS NOT NULL "
+            "OR reminded_at IS NOT NULL) ORDER BY at LIMIT ?)", (before, limit))
+
+    def oldest(self) -> float | None:
+        return self.sql.scalar("SELECT min(at) FROM handoffs")
+
     def for_conversation(self, account_id: int, conversation_id: int, limit: int = 50) -> list[Handoff]:
         return [Handoff(**r) for r in self.sql.all(
             "SELECT * FROM handoffs WHERE account_id=? AND conversation_id=? ORDER BY id DESC LIMIT ?",

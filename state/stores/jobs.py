@@ -18,7 +18,7 @@ from typing import Any
 
 from state.errors import StateError
 from state.records import Job, QueueStats
-from state.sql import Sql, dumps, loads_or
+from state.sql import Sql, dumps, loads_or, marks
 from state.vocabulary import DEAD, DISCARDED, IN_FLIGHT, PENDING, TERMINAL_STATES, WAITING
 
 MAX_BURST_MESSAGES = 50
@@ -182,6 +182,11 @@ class Jobs:
             "UPDATE jobs SET lease_expires_at=? WHERE lease_owner=? AND state='in_flight' AND lease_expires_at>=?",
             (until, owner, now))
 
+    def expire_leases(self) -> int:
+        """Ends every lease (after a restore the workers that held them are gone): the next worker
+        takes those jobs over at once, as after a crash."""
+        return self.sql.execute("UPDATE jobs SET lease_expires_at=0 WHERE state='in_flight'")
+
     def extend_lease(self, job_id: int, owner: str, until: float) -> bool:
         return self._fenced("UPDATE jobs SET lease_expires_at=?", (until,), job_id, owner)
 
@@ -330,6 +335,44 @@ class Jobs:
         return [Job.from_row(r) for r in self.sql.all(
             "SELECT * FROM jobs WHERE account_id=? AND conversation_id=? ORDER BY id DESC LIMIT ?",
             (account_id, conversation_id, limit))]
+
+    # -- erasure ------------------------------------------------------------------------------
+    def erase(self, account_id: int, conversation_id: int, reason: str, now: float) -> tuple[int, int, int]:
+        """Forgets what a conversation's jobs carried (envelope, crew answer, error text). Its open
+        jobs are cancelled (there is nothing left to answer) and its dead letters discarded
+        (nothing left to retry). Returns (jobs, cancelled, discarded)."""
+        where = " WHERE account_id=? AND conversation_id=?"
+        ids = (account_id, conversation_id)
+        cancelled = self.sql.execute(
+            "UPDATE jobs SET state='cancelled', outcome='cancelled', finished_at=?, lease_owner=NULL, "
+            f"lease_expires_at=NULL, updated_at=?{where} AND state IN ('pending','in_flight','waiting')",
+            (now, now, *ids))
+        discarded = self.sql.execute(f"UPDATE jobs SET state='{DISCARDED}', updated_at=?{where} AND state='dead'",
+                                     (now, *ids))
+        self.sql.execute(f"UPDATE crew_attempts SET error='' WHERE job_id IN (SELECT id FROM jobs{where})", ids)
+        jobs = self.sql.execute(f"UPDATE jobs SET envelope=NULL, actions=NULL, last_error=?, updated_at=?{where}",
+                                (reason, now, *ids))
+        return jobs, cancelled, discarded
+
+    # -- retention ------------------------------------------------------------------------------
+    def prune_finished(self, before: float, limit: int) -> int:
+        """Deletes up to ``limit`` jobs that finished before ``before`` (answered, superseded,
+        cancelled or discarded), with their crew attempts and applied actions. Dead letters and
+        open jobs are never deleted."""
+        # Only finished jobs have a finished_at (a retried dead letter loses its own), so "not dead"
+        # is every prunable state; written this way the finished_at index drives the scan.
+        ids = self.sql.column(
+            "SELECT id FROM jobs WHERE finished_at<? AND state<>'dead' ORDER BY finished_at LIMIT ?", (before, limit))
+        if not ids:
+            return 0
+        where = f"IN ({marks(len(ids))})"
+        self.sql.execute(f"DELETE FROM crew_attempts WHERE job_id {where}", ids)
+        self.sql.execute(f"DELETE FROM actions_applied WHERE job_id {where}", ids)
+        return self.sql.execute(f"DELETE FROM jobs WHERE id {where}", ids)
+
+    def oldest(self) -> float | None:
+        """When the oldest job kept was created (rowid order is creation order)."""
+        return self.sql.scalar("SELECT created_at FROM jobs ORDER BY id LIMIT 1")
 
     # -- dead letters (console, admin) --------------------------------------------------------
     def dead(self, limit: int = 200, offset: int = 0) -> list[Job]:

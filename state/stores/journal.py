@@ -11,9 +11,11 @@ import time
 from collections.abc import Sequence
 
 from state.records import Delivery, JournalBacklog, PendingDelivery
-from state.sql import Sql
+from state.sql import Sql, loads_or, marks
 from state.vocabulary import UNAPPLIED
 
+CONTACT_EVENTS = ("contact_created", "contact_updated")
+"""Chatwoot's events about a contact itself (no conversation; the payload is the contact)."""
 APPLIER_LOCK = 0x6A726E6C  # "jrnl": the advisory lock of the journal applier (PostgreSQL)
 
 
@@ -90,9 +92,47 @@ class Journal:
         return {r["outcome"]: r["n"] for r in self.sql.all(
             "SELECT outcome, count(*) AS n FROM deliveries GROUP BY outcome")}
 
+    # -- erasure ----------------------------------------------------------------------------
+    def erase(self, account_id: int, conversation_id: int) -> int:
+        """Blanks the raw payloads of a conversation's deliveries. One not applied yet is closed
+        as ``ignored`` (its content is gone), so it is never applied; outcomes and counts stay."""
+        return self.sql.execute(
+            "UPDATE deliveries SET body='{}', reason=CASE WHEN outcome=? THEN 'erased on request' ELSE reason END, "
+            "outcome=CASE WHEN outcome=? THEN 'ignored' ELSE outcome END WHERE account_id=? AND conversation_id=?",
+            (UNAPPLIED, UNAPPLIED, account_id, conversation_id))
+
+    def erase_contact_events(self, contact_id: int, account_id: int | None = None) -> int:
+        """Blanks the payloads of the contact's own events (``contact_created``, ``contact_updated``:
+        no conversation; the contact is the payload's ``id``)."""
+        rows = self.sql.all(
+            f"SELECT id, body FROM deliveries WHERE conversation_id IS NULL AND event IN ({marks(len(CONTACT_EVENTS))}) "
+            "AND body LIKE ?", (*CONTACT_EVENTS, f"%{contact_id}%"))
+        ids = [r["id"] for r in rows if _is_contact(loads_or(r["body"], None), contact_id, account_id)]
+        for row_id in ids:
+            self.sql.execute("UPDATE deliveries SET body='{}' WHERE id=?", (row_id,))
+        return len(ids)
+
+    # -- retention --------------------------------------------------------------------------
+    def prune(self, before: float, limit: int) -> int:
+        """Deletes up to ``limit`` applied deliveries received before ``before``, oldest first.
+        A delivery not applied yet is never deleted (nothing accepted is ever lost)."""
+        return self.sql.execute(
+            "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries WHERE received_at<? AND outcome<>? "
+            "ORDER BY received_at LIMIT ?)", (before, UNAPPLIED, limit))
+
+    def oldest(self) -> float | None:
+        return self.sql.scalar("SELECT min(received_at) FROM deliveries")
+
     def per_minute(self, since: float) -> list[tuple[int, int]]:
         """(minute epoch, count) buckets of deliveries (any outcome) since ``since``."""
         bucket = self.sql.dialect.minute_bucket("received_at")
         return [(int(r["minute"]), r["n"]) for r in self.sql.all(
             f"SELECT {bucket} AS minute, count(*) AS n FROM deliveries WHERE received_at>=? "
             "GROUP BY minute ORDER BY minute", (since,))]
+
+
+def _is_contact(payload: object, contact_id: int, account_id: int | None) -> bool:
+    if not isinstance(payload, dict) or payload.get("id") != contact_id:
+        return False
+    account = payload.get("account")
+    return account_id is None or not isinstance(account, dict) or account.get("id") == account_id

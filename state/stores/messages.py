@@ -74,6 +74,27 @@ class Messages:
             "SELECT role, content_hash FROM messages WHERE account_id=? AND conversation_id=? "
             "AND role IN ('bot','customer') ORDER BY id DESC LIMIT ?", (account_id, conversation_id, limit))]
 
+    # -- erasure ----------------------------------------------------------------------------
+    def erase(self, account_id: int, conversation_id: int) -> int:
+        """Blanks every message's text, attachments and digest; the rows (who wrote when) stay."""
+        return self.sql.execute(
+            "UPDATE messages SET content='', attachments='[]', content_hash='' WHERE account_id=? AND conversation_id=?",
+            (account_id, conversation_id))
+
+    # -- retention --------------------------------------------------------------------------
+    def prune(self, before: float, limit: int) -> int:
+        """Deletes up to ``limit`` messages written before ``before``, except in conversations
+        with open work or a dead letter (a crew still needs their history; an operator retrying
+        the dead letter too)."""
+        return self.sql.execute(
+            "DELETE FROM messages WHERE id IN (SELECT m.id FROM messages m WHERE m.created_at<? "
+            "AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.account_id=m.account_id "
+            "AND j.conversation_id=m.conversation_id "
+            "AND j.state IN ('pending','in_flight','waiting','dead')) ORDER BY m.created_at LIMIT ?)", (before, limit))
+
+    def oldest(self) -> float | None:
+        return self.sql.scalar("SELECT min(created_at) FROM messages")
+
     # -- console ----------------------------------------------------------------------------
     def timeline(self, account_id: int, conversation_id: int, limit: int = 500) -> list[MessageRow]:
         rows = self.sql.all(

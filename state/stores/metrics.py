@@ -34,6 +34,16 @@ class MetricValues:
                 [(name, labels, kind, part, delta, now)
                  for name, labels, kind, part, delta in sorted(rows, key=lambda r: (r[0], r[1], r[3]))])
 
+    def prune(self, before: float, limit: int) -> int:
+        """Drops up to ``limit`` series (every part of one name and label set) that no process has
+        added to since ``before``; a histogram goes whole, never bucket by bucket."""
+        return self.sql.execute(
+            "DELETE FROM metric_values WHERE (name, labels) IN (SELECT name, labels FROM metric_values "
+            "GROUP BY name, labels HAVING max(updated_at)<? LIMIT ?)", (before, limit))
+
+    def oldest(self) -> float | None:
+        return self.sql.scalar("SELECT min(updated_at) FROM metric_values")
+
     def totals(self) -> list[MetricRow]:
         return [(r["name"], r["labels"], r["kind"], r["part"], r["value"]) for r in self.sql.all(
             "SELECT name, labels, kind, part, value FROM metric_values ORDER BY name, labels, part")]

@@ -27,6 +27,21 @@ class Outcomes:
             "INSERT INTO outcomes(at, account_id, conversation_id, crew, rule, kind, value, detail) "
             "VALUES (?,?,?,?,?,?,?,?)", (now, account_id, conversation_id, crew, rule, kind, value, detail))
 
+    def erase(self, account_id: int, conversation_id: int) -> int:
+        """Blanks the texts events carry (a shadow crew's answer); kinds, values and counts stay."""
+        return self.sql.execute(
+            "UPDATE outcomes SET detail='' WHERE account_id=? AND conversation_id=? AND kind='shadow'",
+            (account_id, conversation_id))
+
+    def prune(self, before: float, limit: int) -> int:
+        """Deletes up to ``limit`` events recorded before ``before``, oldest first."""
+        return self.sql.execute(
+            "DELETE FROM outcomes WHERE id IN (SELECT id FROM outcomes WHERE at<? ORDER BY at LIMIT ?)",
+            (before, limit))
+
+    def oldest(self) -> float | None:
+        return self.sql.scalar("SELECT min(at) FROM outcomes")
+
     def budget_figures(self, account_id: int, conversation_id: int, contact_id: int | None, hour_ago: float,
                        minute_ago: float) -> tuple[int, int, int]:
         """(bot answers in the conversation in the last hour, bot answers in it ever, messages the

@@ -42,6 +42,11 @@ class Processes:
     def forget_stale(self, now: float) -> int:
         return self.sql.execute("DELETE FROM processes WHERE seen_at<?", (now - 10 * STALE_SECONDS,))
 
+    def forget_all(self) -> None:
+        """After a restore: the processes and leases the backup remembers are not running here."""
+        self.sql.execute("DELETE FROM processes")
+        self.sql.execute("DELETE FROM leases")
+
     # -- singleton leases ----------------------------------------------------------------------
     def hold(self, name: str, owner: str, now: float, ttl: float) -> bool:
         """Takes or keeps the lease ``name`` for ``ttl`` seconds; False while another holds it."""

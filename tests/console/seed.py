@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from state import Database, Job, Route, Tx, open_database
-from state.vocabulary import CONFIG_EFFECTIVE, CONFIG_STATUS, HEALTH_SNAPSHOT
+from state.vocabulary import CONFIG_EFFECTIVE, CONFIG_STATUS, HEALTH_SNAPSHOT, RETENTION_STATUS
 
 T0 = 1_700_000_000.0
 """When the seeded story starts (fixed, so ages on screen are stable)."""
@@ -117,6 +117,8 @@ def _seed(store: Database) -> None:
         tx.documents.put(CONFIG_STATUS, {"valid": False, "error": "routing.rules[2].pattern: bad regex",
                                          "path": "config.yaml", "loaded_at": NOW - 100}, NOW - 5)
         tx.documents.put(CONFIG_EFFECTIVE, EFFECTIVE, NOW - 5)
+        tx.documents.put(RETENTION_STATUS, {"at": NOW - 120, "seconds": 0.4, "pruned": {"deliveries": 40, "jobs": 2},
+                                            "batches": 3, "pages_given_back": 12, "kept_forever": []}, NOW - 120)
         tx.metrics.add([
             ("connector_webhooks_received_total", json.dumps({"event": "message_created", "outcome": "accepted"}),
              "counter", "", 30),

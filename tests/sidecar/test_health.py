@@ -57,7 +57,10 @@ async def test_snapshot_is_written_to_kv_in_the_console_shape(sidecar: InProcess
                            until=lambda d: d is not None and d["checks"]["chatwoot"]["status"] == "ok",
                            what="kv health.snapshot")
     assert set(doc) == {"status", "at", "warnings", "checks"}
-    assert set(doc["checks"]) == {"database", "chatwoot", "mcp_crew", "decision_engine", "queue", "backends"}
+    assert set(doc["checks"]) == {"database", "chatwoot", "mcp_crew", "decision_engine", "queue", "backends",
+                                  "storage"}
+    assert {"file_bytes", "wal_bytes", "reusable_bytes", "auto_vacuum", "oldest_row_at", "oldest_row_kind",
+            "oldest_by_kind", "last_pass_at"} <= set(doc["checks"]["storage"])
     for peer in ("chatwoot", "mcp_crew", "decision_engine"):
         assert set(doc["checks"][peer]) == PEER_KEYS
     assert set(doc["checks"]["queue"]) == {"status", "depth", "oldest_pending_age", "dead_letters", "unapplied",

@@ -4,6 +4,16 @@ from __future__ import annotations
 
 from sanic import Blueprint
 
-from sidecar.http.routes import admin, crew_callbacks, health, metrics, stats, status, webhooks
+from sidecar.http.routes import (
+    admin,
+    crew_callbacks,
+    erasure,
+    health,
+    metrics,
+    stats,
+    status,
+    webhooks,
+)
 
-api = Blueprint.group(webhooks.bp, health.bp, crew_callbacks.bp, status.bp, metrics.bp, admin.bp, stats.bp)
+api = Blueprint.group(webhooks.bp, health.bp, crew_callbacks.bp, status.bp, metrics.bp, admin.bp, stats.bp,
+                      erasure.bp)

@@ -14,6 +14,7 @@ from sanic.response import HTTPResponse, json, text
 
 from sidecar.ops.health import crew_calls
 from sidecar.ops.metrics import Snapshot
+from sidecar.ops.retention import read_storage
 from sidecar.runtime import Runtime
 from state import StateError, Tx
 
@@ -56,7 +57,24 @@ async def snapshot(runtime: Runtime) -> Snapshot:
         limit = crew.max_in_flight if crew is not None else config.mcp_crew.max_in_flight
         snap.gauges[("connector_crew_in_flight_limit", (("backend", name),))] = limit
         snap.gauges.setdefault(("connector_crew_in_flight", (("backend", name),)), 0)
+    await _storage_gauges(runtime, snap)
     return snap
+
+
+async def _storage_gauges(runtime: Runtime, snap: Snapshot) -> None:
+    """The state's size, its oldest rows and the latest retention pass (read now)."""
+    try:
+        figures, oldest, last = await read_storage(runtime.state)
+    except StateError:
+        return
+    snap.gauges[("connector_database_size_bytes", ())] = figures.file_bytes
+    snap.gauges[("connector_database_wal_bytes", ())] = figures.wal_bytes
+    snap.gauges[("connector_database_reusable_bytes", ())] = figures.reusable_bytes
+    for kind, at in oldest.by_kind.items():
+        if at is not None:
+            snap.gauges[("connector_oldest_row_timestamp_seconds", (("kind", kind),))] = at
+    if last and isinstance(last.get("at"), int | float):
+        snap.gauges[("connector_retention_last_pass_timestamp_seconds", ())] = last["at"] + last.get("seconds", 0)
 
 
 @bp.get("/metrics")
