@@ -225,7 +225,9 @@ class QueueWorker:
         job = work.job
         if work.reason == "deferred_breaker_open":
             self._metrics.inc("connector_crew_requests_total", crew=job.crew or "", outcome="deferred_breaker_open")
-        elif work.reason != "lease lost":
+        elif work.reason == "lease lost":  # another worker took it meanwhile (this one was paused)
+            log_event(log, "job.lease_lost", level=30, job=job.id, step="prepare")
+        else:
             log_event(log, "job.cancelled", job=job.id, conversation=f"{job.account_id}/{job.conversation_id}",
                       reason=work.reason)
         self._wake.set()  # a newer burst of the conversation may be claimable now
