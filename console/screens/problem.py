@@ -27,6 +27,7 @@ class ProblemScreen(Screen[None]):
         super().__init__()
         self.ctx = ctx
         self.message = message
+        self._leaving = False
 
     def compose(self) -> ComposeResult:
         with Middle(), Center():
@@ -67,4 +68,8 @@ class ProblemScreen(Screen[None]):
 
     def on_data_loaded(self, message: DataLoaded) -> None:
         message.stop()
-        self.dismiss()
+        # Two checks can both succeed (a retry key while the timer's check runs: a superseded
+        # thread still posts its answer); the second must not pop the view underneath.
+        if not self._leaving:
+            self._leaving = True
+            self.dismiss()
