@@ -121,7 +121,7 @@ async def test_three_replicas_answer_every_message_once_through_a_kill_and_a_pau
     assert sum(len(ids) for ids in accepted.values()) == len(ledger.ok())
 
     def settled() -> bool:
-        stats, backlog = a.query(lambda tx: (tx.jobs.stats(), tx.journal.backlog()))
+        backlog, stats = a.query(lambda tx: (tx.journal.backlog(), tx.jobs.stats()))  # (open_jobs says why)
         return stats.depth == 0 and backlog.unapplied == 0
 
     await wait_until(settled, timeout=120, interval=0.2, what="every accepted message handled")

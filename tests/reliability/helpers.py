@@ -88,7 +88,10 @@ def jobs(proc: SidecarBase, conversation_id: int | None = None) -> list[dict[str
 def open_jobs(proc: SidecarBase) -> int:
     """Work not finished yet: open jobs, and acknowledged deliveries not applied yet (they become
     jobs once applied, so "no open job" alone could be true before the work even exists)."""
-    stats, backlog = proc.query(lambda s: (s.jobs.stats(), s.journal.backlog()))
+    # The journal first, then the jobs: each statement sees the latest commits (no snapshot
+    # spans them), and a delivery applied between two reads must be counted as a job, not
+    # missed (jobs first could read "no job yet", then "all applied": a false zero).
+    backlog, stats = proc.query(lambda s: (s.journal.backlog(), s.jobs.stats()))
     return stats.pending + stats.in_flight + stats.waiting + backlog.unapplied
 
 

@@ -48,8 +48,12 @@ async def _answered_conversation(chatwoot: FakeChatwoot, name: str = NAME, text:
 async def _settled(proc: SidecarBase) -> None:
     """Nothing left to apply, answer or index (so the rows a test counts are all there)."""
     def busy(tx: Tx) -> int:
+        # In the order work flows (journal, jobs, index): each statement sees the latest commits,
+        # so work moving on between two reads is counted at its next stage, never missed.
+        unapplied = tx.journal.backlog().unapplied
+        open_jobs = tx.jobs.stats().depth
         indexing = tx.search.pending() if tx.search is not None else 0
-        return tx.journal.backlog().unapplied + tx.jobs.stats().depth + indexing
+        return unapplied + open_jobs + indexing
     await wait_until(lambda: proc.query(busy), until=lambda n: n == 0, what="sidecar settled")
 
 
