@@ -20,7 +20,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from sidecar.config import ConfigError, load_config
 
@@ -72,6 +72,20 @@ def shown(location: str) -> str:
     from state import shown_location
 
     return shown_location(location)
+
+
+def open_state(path: str, *, migrate: bool) -> Any:
+    """The state at ``path`` (a file or a URL) for a maintenance command, or a one-line refusal."""
+    from state import DatabaseMissing, StateError, open_database
+
+    if not in_postgres(path) and not os.path.exists(path):
+        raise Refused(f"no state at {path} (state.path, or --db)")
+    try:
+        return open_database(path, migrate=migrate)
+    except DatabaseMissing:
+        raise Refused(f"no state at {shown(path)} (state.path, or --db)") from None
+    except StateError as exc:
+        raise Refused(f"cannot use {shown(path)}: {exc}") from None
 
 
 def running_sidecars(path: str) -> list[str]:

@@ -21,6 +21,7 @@ from sidecar.commands import (
     Failed,
     Refused,
     in_postgres,
+    open_state,
     parser,
     running_sidecars,
     shown,
@@ -112,7 +113,7 @@ def restore_main(command: str, argv: list[str]) -> str:
 
 
 def compact_main(command: str, argv: list[str]) -> str:
-    from state import DatabaseMissing, StateError, open_database
+    from state import StateError
 
     args_parser = parser(command, "Rewrite the state file so it gives its free space back to the disk "
                                   "(the sidecar stopped).")
@@ -124,12 +125,7 @@ def compact_main(command: str, argv: list[str]) -> str:
         raise Refused(f"no state at {path} (state.path, or --db)")
     _refuse_while_running(path, "compacting")
     started = time.monotonic()
-    try:
-        db = open_database(path, migrate=True)
-    except DatabaseMissing:
-        raise Refused(f"no state at {path} (state.path, or --db)") from None
-    except StateError as exc:
-        raise Refused(f"cannot use {path}: {exc}") from None
+    db = open_state(path, migrate=True)
     try:
         before = db.storage()
         try:

@@ -10,10 +10,9 @@ versions (``state.postgres.maintenance``).
 from __future__ import annotations
 
 import getpass
-import os
 import time
 
-from sidecar.commands import Failed, Refused, in_postgres, parser, shown, state_path
+from sidecar.commands import Failed, Refused, open_state, parser, state_path
 
 _UNITS = (("conversations", "conversation"), ("messages", "message"), ("deliveries", "delivery"),
           ("jobs", "job"), ("decisions", "decision"), ("outcomes", "outcome"), ("handoffs", "hand-off"))
@@ -25,7 +24,7 @@ def _plural(count: int, one: str) -> str:
 
 
 def main(command: str, argv: list[str]) -> str:
-    from state import DatabaseMissing, StateError, open_database
+    from state import StateError
     from state.erasure import BadTarget, Target, forget
 
     args_parser = parser(command, "Erase a contact's (or one conversation's) messages, payloads and history; "
@@ -41,14 +40,7 @@ def main(command: str, argv: list[str]) -> str:
     except BadTarget as exc:
         raise Refused(f"--{exc.key.replace('_', '-')}: {exc.reason}") from None
     path = state_path(args)
-    if not in_postgres(path) and not os.path.exists(path):
-        raise Refused(f"no state at {path} (state.path, or --db)")
-    try:
-        db = open_database(path, migrate=False)
-    except DatabaseMissing:
-        raise Refused(f"no state at {shown(path)} (state.path, or --db)") from None
-    except StateError as exc:
-        raise Refused(f"cannot use {shown(path)}: {exc}") from None
+    db = open_state(path, migrate=False)
     try:
         try:
             erasure, _ = db.erase(lambda tx: forget(tx, target, actor=f"cli:{getpass.getuser()}", now=time.time()),
