@@ -7,7 +7,9 @@ reaches them, and checks, printing one ``PASS``/``FAIL`` line per check:
 - ``healthy``: the image's own HEALTHCHECK passes (``podman healthcheck run``, or Docker's
   health status), and how long after ``run`` it did;
 - ``webhooks-answered``: signed webhooks from the host are accepted and answered through the
-  simulated Chatwoot's API, by crews on the simulated MCP-Crew; a wrongly signed one gets 401;
+  simulated Chatwoot's API, by crews on the simulated MCP-Crew (the demo's Instagram inbox is in
+  draft mode: there the answer is a suggested-reply note and nothing reaches the customer); a
+  wrongly signed one gets 401;
 - ``console-reads-volume`` and ``console-starts``: the console from the same image opens the
   volume's database (its own read-only reader sees the conversations), and
   ``python -m console --db /data/connector.db`` starts under a pseudo-terminal, draws its
@@ -57,6 +59,7 @@ sys.path.insert(0, str(REPO))
 
 from demo import demo_settings, simulator_wiring  # noqa: E402
 from sidecar.config import config_from_mapping, deep_merge  # noqa: E402
+from sidecar.outbound.steps import DRAFT_PREFIX  # noqa: E402
 from simulators import FakeChatwoot, FakeConversation, FakeCrew  # noqa: E402
 from simulators.signing import webhook_headers  # noqa: E402
 
@@ -65,6 +68,9 @@ HEALTH_DEADLINE = 90.0
 ANSWER_DEADLINE = 45.0
 CONSOLE_DEADLINE = 60.0
 POLL_SECONDS = 0.25
+# Inboxes the demo's settings put in draft mode (answers there are notes for the agents).
+DRAFT_INBOXES = frozenset(inbox for inbox, settings in demo_settings(Path("/data")).get("inboxes", {}).items()
+                          if settings.get("mode") == "draft")
 
 # Messages that the demo's routing rules send to crews on the simulated MCP-Crew (not to the
 # local `faq` crew), one per channel.
@@ -184,20 +190,28 @@ def write_config(path: Path, chatwoot: FakeChatwoot, crew: FakeCrew, port: int) 
         os.chmod(path, 0o644)
 
 
+def answers(chatwoot: FakeChatwoot, conv: FakeConversation) -> list[str | None]:
+    """What the sidecar answered in a conversation: its public replies, or in a draft inbox (the
+    demo's Instagram) its suggested-reply notes."""
+    if conv.inbox.id in DRAFT_INBOXES:
+        return [n for n in chatwoot.notes(conv.id) if (n or "").startswith(DRAFT_PREFIX)]
+    return chatwoot.replies(conv.id)
+
+
 async def say_and_wait(chatwoot: FakeChatwoot, crew: FakeCrew, wave: list[tuple[FakeConversation, str]],
                        check: str) -> None:
-    """Each message is accepted (200) and each conversation gets one more reply."""
-    before = {conv.id: len(chatwoot.replies(conv.id)) for conv, _ in wave}
+    """Each message is accepted (200) and each conversation gets one more answer."""
+    before = {conv.id: len(answers(chatwoot, conv)) for conv, _ in wave}
     crew_before = len(crew.crew_requests())
     for conv, text in wave:
         status, body = await chatwoot.customer_says(conv, text)
         if status != 200 or not isinstance(body, dict) or body.get("status") != "accepted":
             raise CheckFailed(check, f"webhook for conversation {conv.id} answered {status} {body!r}")
     try:
-        await chatwoot.wait_for(lambda: all(len(chatwoot.replies(c.id)) > before[c.id] for c, _ in wave),
+        await chatwoot.wait_for(lambda: all(len(answers(chatwoot, c)) > before[c.id] for c, _ in wave),
                                 timeout=ANSWER_DEADLINE)
     except TimeoutError as exc:
-        missing = [c.id for c, _ in wave if len(chatwoot.replies(c.id)) <= before[c.id]]
+        missing = [c.id for c, _ in wave if len(answers(chatwoot, c)) <= before[c.id]]
         raise CheckFailed(check, f"no reply within {ANSWER_DEADLINE:g} s in conversations {missing}: {exc}") from None
     if len(crew.crew_requests()) < crew_before + len(wave):
         raise CheckFailed(check, f"only {len(crew.crew_requests()) - crew_before} crew requests reached the "
@@ -338,12 +352,17 @@ async def run_checks(args: argparse.Namespace) -> None:
         # -- webhooks in, answers out through the simulated Chatwoot and MCP-Crew
         conversations = [(chatwoot.open_conversation(channel), text) for channel, text in FIRST_WAVE]
         await say_and_wait(chatwoot, crew, conversations, "webhooks-answered")
+        spoken = [conv.id for conv, _ in conversations if conv.inbox.id in DRAFT_INBOXES and chatwoot.replies(conv.id)]
+        if spoken:
+            raise CheckFailed("webhooks-answered", f"conversations {spoken} are in a draft inbox, yet the bot "
+                                                   f"replied to the customer")
         refused = await wrong_signature_refused(chatwoot.webhook_url)
         if refused != 401:
             raise CheckFailed("webhooks-answered", f"a wrongly signed webhook got {refused}, not 401")
         sample = chatwoot.replies(conversations[0][0].id)[-1] or ""
         passed("webhooks-answered", f"{len(conversations)} signed webhooks (whatsapp, facebook, instagram, "
                                     f"webwidget) answered through the simulated Chatwoot by MCP-Crew crews "
+                                    f"(instagram's, a draft inbox, as a suggested-reply note only) "
                                     f"({len(crew.crew_requests())} crew requests; e.g. {sample[:50]!r}); "
                                     f"a wrong signature got 401")
 
@@ -368,7 +387,7 @@ async def run_checks(args: argparse.Namespace) -> None:
                                  "pseudo-terminal without a database problem and quit with `q` (status 0)")
 
         # -- restart: the same rows, nothing answered twice, and new traffic answered
-        replies_before = {conv.id: len(chatwoot.replies(conv.id)) for conv, _ in conversations}
+        replies_before = {conv.id: len(answers(chatwoot, conv)) for conv, _ in conversations}
         started = time.monotonic()
         result = await engine.run("restart", args.name, timeout=60)
         if result.status != 0:
@@ -384,7 +403,7 @@ async def run_checks(args: argparse.Namespace) -> None:
                                             (again, "And can you tell me the price of the tent?")],
                            "restart-keeps-state")
         doubled = [conv.id for conv, _ in conversations if conv.id != again.id
-                   and len(chatwoot.replies(conv.id)) != replies_before[conv.id]]
+                   and len(answers(chatwoot, conv)) != replies_before[conv.id]]
         if doubled:
             raise CheckFailed("restart-keeps-state", f"conversations {doubled} were answered again after the restart")
         doc = await read_volume(engine, args.image, args.data, f"{args.name}-console", "restart-keeps-state")
