@@ -9,7 +9,10 @@ An erasure's UPDATEs leave the old row versions behind as dead tuples (no query 
 bytes stay in the table's pages, and in its TOAST table for long texts, until vacuumed). Right
 after an erasure the connector runs a plain ``VACUUM`` of the tables it touched: it removes those
 dead tuples without blocking reads or writes (unlike VACUUM FULL), and costs a pass over the pages
-changed since the last vacuum. What it cannot reach, like any PostgreSQL deployment: the WAL
+changed since the last vacuum. It runs with ``TRUNCATE false``: a plain VACUUM's last phase, giving
+empty pages at a table's end back to the file system, takes an ACCESS EXCLUSIVE lock that holds up
+every INSERT into the table meanwhile (a webhook's journal row among them), and gives back almost
+nothing here. What it cannot reach, like any PostgreSQL deployment: the WAL
 segments and archives, base backups and replicas' copies, which keep the old text until they are
 recycled or expire (README, "Erasure").
 """
@@ -37,5 +40,6 @@ def figures(conn: psycopg.Connection) -> StorageFigures:
 
 def vacuum(conn: psycopg.Connection, tables: tuple[str, ...] = ERASED_TABLES) -> None:
     """A plain VACUUM of ``tables`` (an autocommit connection, outside any transaction: VACUUM
-    cannot run inside one). Takes no lock that blocks reads or writes."""
-    conn.execute(f"VACUUM {', '.join(tables)}")
+    cannot run inside one). Takes no lock that blocks reads or writes (``TRUNCATE false``: the
+    module docstring says why)."""
+    conn.execute(f"VACUUM (TRUNCATE false) {', '.join(tables)}")
