@@ -303,12 +303,16 @@ class ReplyPoster:
             self._self_user_ids.add(sender["id"])
 
     async def _park(self, job: Job, until: float, why: str) -> None:
-        await self._state.write(lambda tx: tx.jobs.schedule_retry(job.id, self._worker_id, until, why, time.time()))
+        if not await self._state.write(
+                lambda tx: tx.jobs.schedule_retry(job.id, self._worker_id, until, why, time.time())):
+            log_event(log, "job.lease_lost", level=30, job=job.id, step="park")
 
     async def _chatwoot_failed(self, job: Job, exc: ChatwootError) -> str:
         config = self._config()
         count = await self._state.write(lambda tx: tx.jobs.count_apply_attempt(job.id, self._worker_id, time.time()))
         if count is None:
+            log_event(log, "job.lease_lost", level=30, job=job.id, step="chatwoot_failed")
+            self._finished()
             return "lost"
         log_event(log, "chatwoot.call_failed", level=30, job=job.id,
                   conversation=f"{job.account_id}/{job.conversation_id}", error=str(exc), attempt=count)
@@ -340,6 +344,10 @@ class ReplyPoster:
             return ok
 
         ok = await self._state.write(finish)
+        if not ok:
+            # Paused past the lease during the last step: another worker took the job and ended
+            # it (the step's intent row told it what was already done).
+            log_event(log, "job.lease_lost", level=30, job=job.id, step="finish")
         if ok and answered:
             count_answered(self._metrics, crew=job.crew or "", rule=job.rule,
                            latency=max(0.0, time.time() - job.first_message_at))

@@ -330,12 +330,14 @@ class QueueWorker:
         external_id = result.external_id
         owner = self.worker_id
 
-        def park(tx: Tx) -> None:
+        def park(tx: Tx) -> bool:
             if row is not None:
                 row.write(tx)
-            tx.jobs.set_waiting(job.id, owner, run_at=run_at, deadline_at=deadline, external_id=external_id, now=now)
+            return tx.jobs.set_waiting(job.id, owner, run_at=run_at, deadline_at=deadline, external_id=external_id, now=now)
 
-        await self._state.write(park)
+        if not await self._state.write(park):
+            log_event(log, "job.lease_lost", level=30, job=job.id, step="park")
+            return None
         log_event(log, "crew.accepted", job=job.id, crew=job.crew, attempt=job.attempts)
         self._wake.set()  # in case the answer already arrived while we were parking the job
         return None
@@ -371,10 +373,12 @@ class QueueWorker:
     async def _fail(self, job: Job, reason: str, row: AttemptRow | None = None) -> None:
         """Final failure: dead letter, and (by default) a hand-off whose note says why."""
         failed = await self._state.write(crew_step.store_failure, job, self.worker_id, row, reason, self._config())
+        if failed is None:
+            log_event(log, "job.lease_lost", level=30, job=job.id, step="fail")
+            return
         log_event(log, "crew.gave_up", level=40, job=job.id, conversation=f"{job.account_id}/{job.conversation_id}",
                   crew=job.crew, reason=reason)
-        if failed is not None:
-            await self._poster.apply(failed)
+        await self._poster.apply(failed)
 
     def _typing(self, job: Job, channel: str) -> _Typing | None:
         """A typing indicator for a crew that takes a while (never for channels that show none)."""

@@ -12,6 +12,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from sidecar.inbound.apply import ApplySettings, apply_pending, journal
 from sidecar.inbound.payload import peek
 from simulators import FakeChatwoot, FakeCrew
@@ -165,3 +167,28 @@ async def test_an_echo_received_in_time_but_not_yet_applied_is_waited_for(
         record = parts.query(lambda tx: tx.effects.get(job_id, 0))
     assert len(chatwoot.calls("messages")) == 1 and chatwoot.replies(conv.display_id) == ["Olá! Em que posso ajudar?"]
     assert record.state == "done" and record.chatwoot_message_id == echo.id
+
+
+async def test_a_worker_paused_past_its_lease_during_the_last_call_says_so_and_ends_nothing(
+    tmp_path: Path, chatwoot: FakeChatwoot, crew: FakeCrew, caplog: pytest.LogCaptureFixture
+) -> None:
+    """While the reply's create call is in Chatwoot, the lease expires and another worker claims
+    the job: the first poster's finish is refused, it says so (``job.lease_lost step=finish``),
+    and the job stays with its new owner."""
+    async with wired(build_config(tmp_path, chatwoot, crew)) as parts:
+        conv = chatwoot.open_conversation("webwidget")
+        job_id = await customer_writes(parts, chatwoot, conv, "Vocês entregam no sábado?")
+        job = await answered(parts, job_id, [{"type": "reply", "content": "Entregamos sim."}])
+        chatwoot.delay_next("messages", 1.0)
+        posting = asyncio.create_task(parts.poster.apply(job))
+        await chatwoot.wait_for(lambda: len(chatwoot.calls("messages")) == 1)  # the call is in Chatwoot
+
+        def take_over(tx: Any) -> list[int]:
+            return [j.id for j in tx.jobs.claim("another-worker", time.time() + 3600, 60, 10)]
+
+        assert await parts.state.write(take_over) == [job_id]
+        assert await posting == "lost"
+        taken = parts.job(job_id)
+    assert (taken.state, taken.lease_owner) == ("in_flight", "another-worker")
+    assert [r.fields for r in caplog.records if r.getMessage() == "job.lease_lost"] == [  # type: ignore[attr-defined]
+        {"job": job_id, "step": "finish"}]
