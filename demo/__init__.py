@@ -113,7 +113,9 @@ def demo_settings(data_dir: Path = DEMO_DIR) -> dict[str, Any]:
             "retry_max_seconds": 8,
             "max_attempts": 4,
             "lease_seconds": 20,
-            "concurrency": 4,
+            # processing.concurrency stays at its shipped default: slow crews must not queue the
+            # customers behind them (it was 4 here: at --demo-rate 8 the queue only grew, and on a
+            # loaded machine no shadow answer had come a minute after the first draft).
         },
         "routing": {
             "default_crew": "suporte",
