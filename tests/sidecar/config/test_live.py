@@ -178,8 +178,10 @@ async def test_the_watcher_picks_up_an_edit_by_itself(managed: Managed) -> None:
     watcher = asyncio.create_task(managed.manager.watch(interval=0.05))
     try:
         managed.edit(lambda d: d["routing"].update(default_crew="atendimento"))
-        await wait_until(lambda: managed.holder.current.routing.default_crew == "atendimento",
-                         what="the edit applied by the watcher")
+        # Until the listeners heard of it too: they are told after the audit row is written, so
+        # the running config changes a moment before.
+        await wait_until(lambda: managed.holder.current.routing.default_crew == "atendimento" and managed.applied,
+                         what="the edit applied by the watcher and its listeners told")
     finally:
         watcher.cancel()
         await asyncio.gather(watcher, return_exceptions=True)
